@@ -1,0 +1,1 @@
+"""Metrics and resampling shared by the outcome models."""
