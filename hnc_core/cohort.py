@@ -344,8 +344,6 @@ def _check_clinical_row(pid: str, row: pd.Series, csv_path: Path, sink: _Problem
 
 
 def _check_images(rec: PatientRecord, sink: _ProblemSink) -> None:
-    import SimpleITK as sitk
-
     pid = rec.patient_id
     images = {}
     for attr, affects in (("ct", "images"), ("pet", "images"), ("label", "label")):
@@ -353,23 +351,10 @@ def _check_images(rec: PatientRecord, sink: _ProblemSink) -> None:
         if path is None:
             continue
         try:
-            img = sitk.ReadImage(str(path))
-            arr = sitk.GetArrayViewFromImage(img)
-        except Exception as exc:  # noqa: BLE001 - SimpleITK raises RuntimeError with a long text
-            first = str(exc).strip().splitlines()
-            detail = next((ln.strip() for ln in first if "ERROR" in ln or "rror" in ln), first[0] if first else "")
-            sink.add(pid, path, "unreadable", f"cannot read NIfTI (corrupt or truncated?): {detail[:200]}",
-                     affects=affects)
+            img, arr = _read_checked(path)
+        except _ImageProblem as exc:
+            sink.add(pid, path, exc.code, exc.message, affects=affects)
             continue
-        if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-            sink.add(pid, path, "not_3d_scalar", f"expected a 3D scalar image, got {img.GetDimension()}D with "
-                     f"{img.GetNumberOfComponentsPerPixel()} components", affects=affects)
-            continue
-        if np.issubdtype(arr.dtype, np.floating):
-            n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            if n_bad:
-                sink.add(pid, path, "non_finite", f"{n_bad} NaN/inf voxels", affects=affects)
-                continue
         images[attr] = (img, arr)
 
     if "ct" in images and "pet" in images:
@@ -390,16 +375,55 @@ def _check_images(rec: PatientRecord, sink: _ProblemSink) -> None:
             sink.add(pid, rec.label, "label_values", f"label values outside {{0,1,2}}: {shown}", affects="label")
 
 
+class _ImageProblem(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _read_checked(path: Path):
+    """Header via SimpleITK (geometry) and voxels via nibabel.
+
+    nibabel is used for the voxels because it raises on truncated gzip streams and keeps NaN,
+    where ITK's NIfTI reader silently zero-fills both.
+    """
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception as exc:  # noqa: BLE001 - readers raise many types for corrupt files
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "rror" in ln), lines[0] if lines else type(exc).__name__)
+        raise _ImageProblem("unreadable", f"cannot read NIfTI (corrupt or truncated?): {detail[:200]}") from None
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or data.ndim != 3:
+        raise _ImageProblem("not_3d_scalar", f"expected a 3D scalar image, got shape {data.shape}")
+    if np.issubdtype(data.dtype, np.floating):
+        n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        if n_bad:
+            raise _ImageProblem("non_finite", f"{n_bad} NaN/inf voxels")
+    return reader, data
+
+
 # ------------------------------------------------------------------------------------------- geometry
 
 
 def physical_box(img) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-aligned physical bounding box (mm) of an image's voxel extent (voxel edges, not centres)."""
-    size = np.array(img.GetSize())
+    """Axis-aligned physical bounding box (mm) of the voxel extent (voxel edges, not centres).
+
+    ``img`` is a SimpleITK Image or an ImageFileReader after ``ReadImageInformation``.
+    """
+    size = np.array(img.GetSize(), float)
+    spacing = np.array(img.GetSpacing(), float)
+    direction = np.array(img.GetDirection(), float).reshape(3, 3)
+    origin = np.array(img.GetOrigin(), float)
     corners = []
     for i in range(8):
-        idx = [(-0.5 if (i >> a) & 1 == 0 else size[a] - 0.5) for a in range(3)]
-        corners.append(img.TransformContinuousIndexToPhysicalPoint(idx))
+        idx = np.array([(-0.5 if (i >> a) & 1 == 0 else size[a] - 0.5) for a in range(3)])
+        corners.append(origin + direction @ (idx * spacing))
     c = np.array(corners)
     return c.min(0), c.max(0)
 

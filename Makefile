@@ -1,0 +1,36 @@
+# Two commands for a newcomer:  `make demo` (main job on the synthetic cohort)  and  `make test`.
+# Both create or reuse the virtual environment in $(VENV).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU default that works on the project's machines (pip takes both from local disk there).
+# GPU users: make install TORCH_SPEC="torch torchvision --index-url <PyTorch CUDA wheel index>"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= test
+STAMP := $(VENV)/.hnc-petct-installed
+DEMO_DIR ?= demo
+DEMO_N ?= 40
+
+.PHONY: install test demo clean-demo
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip check
+	@touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	@test -f $(DEMO_DIR)/cohort/HECKTOR_2025_Training_Task_2.csv || \
+		$(BIN)/hnc-petct synth --n $(DEMO_N) --seed 0 $(DEMO_DIR)/cohort
+	$(BIN)/hnc-petct run $(DEMO_DIR)/cohort $(DEMO_DIR)/out
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

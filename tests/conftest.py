@@ -1,0 +1,26 @@
+"""Shared fixtures: a tiny synthetic cohort generated once per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """Four synthetic patients (small grid), generated once; treat as read-only."""
+    from hnc_core.synth import generate_cohort
+
+    out = tmp_path_factory.mktemp("tiny_cohort")
+    generate_cohort(out, n=4, seed=3, progress=False)
+    return out
+
+
+@pytest.fixture()
+def cohort_copy(tiny_cohort, tmp_path) -> Path:
+    """A writable copy of the tiny cohort for tests that corrupt it."""
+    dst = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort, dst)
+    return dst
