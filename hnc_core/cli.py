@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("hnc_core.commands.synth", "write a synthetic HECKTOR-layout PET/CT cohort with known ground truth"),
     "validate": ("hnc_core.commands.validate", "check a HECKTOR-layout cohort and list every problem per patient"),
+    "run": ("hnc_core.commands.run", "the main job: validate, segment, RFS and DM models, HTML report"),
 }
 
 DESCRIPTION = """\
@@ -25,6 +26,7 @@ distant-metastasis models (MONAI bundles), on HECKTOR-layout data.
 Typical use:
   hnc-petct synth --n 40 --seed 0 cohort/     # synthetic cohort with known ground truth
   hnc-petct validate cohort/                  # per-patient problems; --json for machines
+  hnc-petct run cohort/ out/                  # everything, resumable; report in out/report/index.html
 """
 
 

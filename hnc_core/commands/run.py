@@ -1,0 +1,47 @@
+"""``hnc-petct run``: the main job, resumable stage by stage."""
+
+from __future__ import annotations
+
+import argparse
+
+STAGE_NAMES = ["validate", "segmentation", "rfs", "dm", "report"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Run the main job on a HECKTOR-layout cohort: validate -> segmentation (nnU-Net + HecMamba) -> "
+        "RFS fusion model -> distant-metastasis model -> report (OUT_DIR/report/index.html and index.md).\n"
+        "A re-run skips finished stages (state in OUT_DIR/run_state.json); --force STAGE redoes one."
+    )
+    p.add_argument("cohort_dir", metavar="COHORT_DIR", help="cohort folder in the HECKTOR 2025 layout")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created; finished stages are reused)")
+    p.add_argument("--force", action="append", default=[], choices=STAGE_NAMES, metavar="STAGE",
+                   help=f"redo this stage even if finished (repeatable; one of {', '.join(STAGE_NAMES)})")
+    p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES[1:4], metavar="STAGE",
+                   help="leave out a model stage (segmentation, rfs or dm)")
+    p.add_argument("--full-schedule", action="store_true",
+                   help="train HecMamba with nnU-Net's full schedule (1000 epochs; GPU) instead of the CPU budget")
+    p.add_argument("--dm-masks", choices=["label", "predicted"], default="label",
+                   help="tumour masks for the DM model: ground-truth labels or HecMamba predictions")
+    p.add_argument("--image-size", type=int, default=32,
+                   help="side of the RFS and DM image crops in voxels (paper: 96; CPU demo: 32)")
+    p.add_argument("--max-epochs", type=int, default=6, help="epochs per fold for the RFS and DM networks")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for radiomics")
+    p.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from hnc_core.pipeline import run_pipeline
+    from hnc_core.pipeline.context import RunOptions
+
+    options = RunOptions(
+        seg_schedule="full" if args.full_schedule else "cpu", dm_masks=args.dm_masks,
+        rfs_image_size=args.image_size, dm_image_size=args.image_size,
+        rfs_max_epochs=args.max_epochs, dm_max_epochs=args.max_epochs,
+        workers=args.workers, device=args.device, skip=tuple(args.skip),
+    )
+    result = run_pipeline(args.cohort_dir, args.out_dir, options, force=tuple(args.force))
+    failed = [k for k, v in result["stages"].items() if v["status"] == "failed"]
+    if failed:
+        print(f"stages failed: {', '.join(failed)} (details in {args.out_dir}/run_state.json)")
+    return 1 if "validate" in failed or (failed and len(failed) == len(result["stages"])) else (1 if failed else 0)

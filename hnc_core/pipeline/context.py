@@ -1,0 +1,74 @@
+"""What every stage gets: folders, options, the run state and a command runner that logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hnc_core.pipeline.state import RunState
+
+log = logging.getLogger("hnc_core.pipeline")
+
+
+class StageError(RuntimeError):
+    """A stage could not finish; the message says why and which file to look at."""
+
+
+@dataclass
+class RunOptions:
+    """User-facing knobs of ``hnc-petct run`` (CPU-sized defaults)."""
+
+    seg_schedule: str = "cpu"        # "cpu": short HecMamba schedule; "full": nnU-Net's 1000 epochs
+    seg_fold: int = 0
+    dm_masks: str = "label"          # "label" or "predicted" (HecMamba predictions)
+    rfs_image_size: int = 32
+    rfs_max_epochs: int = 6
+    dm_image_size: int = 32
+    dm_max_epochs: int = 6
+    workers: int = 2
+    device: str = "cpu"
+    skip: tuple = ()
+
+
+@dataclass
+class StageContext:
+    cohort_dir: Path
+    out_dir: Path
+    options: RunOptions
+    state: RunState
+    outputs: dict = field(default_factory=dict)  # outputs of finished stages, by stage name
+
+    def stage_dir(self, name: str) -> Path:
+        d = self.out_dir / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def run(self, stage: str, argv: list[str], env: dict | None = None, log_file: Path | None = None) -> None:
+        """Run a command, record it for the report, stream its output to a log file."""
+        self.state.add_command(stage, argv)
+        full_env = {**os.environ, **(env or {})}
+        log_file = log_file or (self.stage_dir(stage) / "commands.log")
+        log.info("[%s] $ %s", stage, " ".join(argv))
+        with open(log_file, "a") as fh:
+            fh.write(f"$ {' '.join(argv)}\n")
+            fh.flush()
+            proc = subprocess.run(argv, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = log_file.read_text().splitlines()[-15:]
+            raise StageError(f"command failed (exit {proc.returncode}): {' '.join(argv)}\n"
+                             f"last lines of {log_file}:\n" + "\n".join(tail))
+
+
+def python_module(*args: str) -> list[str]:
+    """argv for ``python -m ...`` with the interpreter running this pipeline."""
+    return [sys.executable, "-m", *args]
+
+
+def venv_script(name: str) -> str:
+    """Path of a console script installed beside this interpreter (nnUNetv2_train, ...)."""
+    cand = Path(sys.executable).with_name(name)
+    return str(cand) if cand.exists() else name
