@@ -12,7 +12,7 @@ STAMP := $(VENV)/.hnc-petct-installed
 DEMO_DIR ?= demo
 DEMO_N ?= 40
 
-.PHONY: install test demo clean-demo
+.PHONY: install test demo clean-demo browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Headless Chromium for the report-rendering test (Debian package; needs root, skipped otherwise).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (Debian) for the report-rendering test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not installed: the report-rendering test will be skipped"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)
