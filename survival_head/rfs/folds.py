@@ -1,0 +1,19 @@
+"""Patient-level cross-validation folds stratified by event."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+
+def stratified_folds(ids: list[str], event: np.ndarray, n_folds: int = 5, seed: int = 0) -> list[dict]:
+    """K folds of patient IDs: ``[{"train": [...], "val": [...]}, ...]``, each validation part holding
+    about 1/K of the events. Every patient is in exactly one validation part."""
+    event = np.asarray(event, int)
+    n_splits = int(min(n_folds, max(2, min(np.bincount(event, minlength=2)))))
+    if n_splits < n_folds:
+        raise ValueError(f"{n_folds} folds need >= {n_folds} events and censored patients; "
+                         f"got {int(event.sum())} events of {len(event)} patients")
+    cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    ids = np.asarray(ids)
+    return [{"train": ids[tr].tolist(), "val": ids[va].tolist()} for tr, va in cv.split(ids, event)]

@@ -1,0 +1,189 @@
+"""RFS workflows: train the K fold models, predict with the ensemble, evaluate.
+
+Artefacts in ``models_dir`` (written by :func:`train_folds`)::
+
+    manifest.json                    settings, fold list with sha256 of each weights file, ensemble,
+                                     out-of-fold risks, excluded patients
+    fold{k}/network.pt               FusedFeatureExtractor state dict (loaded with weights_only=True)
+    fold{k}/clinical_encoder.json    ClinicalEncoder fitted on fold k's training patients only
+    fold{k}/survival_model.json      PenalizedCoxRisk on the 128-d fused features
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hnc_core.io import write_csv_atomic, write_json_atomic
+from survival_head.features.clinical import ClinicalEncoder
+from survival_head.io.checkpoints import WeightsError, load_weights, save_weights
+from survival_head.rfs.clinical import encode_fixed, n_clinical_features
+from survival_head.rfs.data import LoadedCohort, load_patient_images
+from survival_head.rfs.ensemble import RiskEnsemble
+from survival_head.rfs.folds import stratified_folds
+from survival_head.rfs.network import FusedFeatureExtractor, backbone_features
+from survival_head.rfs.survival_model import PenalizedCoxRisk
+from survival_head.rfs.training import TrainConfig, predict_risk, train_network
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+def build_network(n_clinical: int | None = None, mode: str = "fusion", seed: int = 0) -> FusedFeatureExtractor:
+    """The RFS network with a seeded initialisation (F = 23 clinical inputs by default)."""
+    torch.manual_seed(seed)
+    return FusedFeatureExtractor(n_clinical or n_clinical_features(), mode=mode)
+
+
+def _fold_tensors(data: LoadedCohort, ids: list[str], enc: ClinicalEncoder, feats: dict | None) -> dict:
+    y = data.outcome(ids)
+    out = {"image": torch.stack([data.images[i] for i in ids]),
+           "clinical": torch.from_numpy(encode_fixed(enc, data.cohort.clinical.reindex(ids))),
+           "time": torch.tensor(np.array(y["time"], float), dtype=torch.float32),
+           "event": torch.tensor(np.array(y["event"], float), dtype=torch.float32)}
+    if feats is not None:
+        out["image_features"] = torch.stack([feats[i] for i in ids])
+    return out
+
+
+def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
+    if cfg.freeze_backbone:
+        from survival_head.rfs.network import HeadOnly
+
+        return predict_risk(HeadOnly(net), t["image_features"], t["clinical"], cfg.batch_size, cfg.device, True)
+    return predict_risk(net, t["image"], t["clinical"], cfg.batch_size, cfg.device, features=True)
+
+
+def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
+                    feats: dict | None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Fit encoder (training rows only), network, downstream model of fold ``k``; save them."""
+    from survival_head.evaluation.survival_metrics import harrell_c
+
+    enc = ClinicalEncoder().fit(data.cohort.clinical.reindex(fold["train"]))
+    tr, va = (_fold_tensors(data, fold[p], enc, feats) for p in ("train", "val"))
+    net, hist = train_network(build_network(mode=mode, seed=cfg.seed), tr, va, cfg)
+    f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
+    model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_tr, data.outcome(fold["train"]))
+    r_tr, r_va = model.predict(f_tr), model.predict(f_va)
+    c_val = harrell_c(data.outcome(fold["val"]), r_va)
+    d = models_dir / f"fold{k}"
+    sha = save_weights(net.state_dict(), d / "network.pt")
+    enc.save(d / "clinical_encoder.json")
+    write_json_atomic(d / "survival_model.json", model.to_dict())
+    info = {"fold": k, "weights": f"fold{k}/network.pt", "sha256": sha, "encoder": f"fold{k}/clinical_encoder.json",
+            "survival_model": f"fold{k}/survival_model.json", "n_train": len(fold["train"]),
+            "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
+            "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_}
+    log.info("fold %d: val C = %.3f (network %.3f, best epoch %d)", k, c_val, hist["best_val_cindex"],
+             hist["best_epoch"])
+    return info, r_tr, r_va
+
+
+def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int = 96, max_epochs: int = 30,
+                batch_size: int = 8, n_folds: int = 5, mode: str = "fusion", lr: float = 3e-4, seed: int = 0,
+                device: str = "cpu", freeze_backbone: bool = False, cache_dir: str | Path | None = None,
+                distributed: bool = False, progress: bool = True, ids: list[str] | None = None) -> dict:
+    """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
+
+    ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
+    """
+    models_dir = Path(models_dir)
+    data = load_patient_images(cohort_dir, image_size, "rfs", cache_dir or models_dir / "cache", progress)
+    if ids is not None:
+        keep = set(ids)
+        data.ids = [i for i in data.ids if i in keep]
+    cfg = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                      freeze_backbone=freeze_backbone, distributed=distributed, progress=progress)
+    y = data.outcome()
+    folds = stratified_folds(data.ids, y["event"], n_folds, seed)
+    feats = _frozen_features(data, mode, seed) if freeze_backbone else None
+    ens, infos, oof = RiskEnsemble(), [], {}
+    for k, fold in enumerate(folds):
+        info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats)
+        ens.add_fold(r_tr, info["val_cindex"])
+        oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
+        infos.append(info)
+    manifest = {
+        "model": "hecktor_rfs_fusion", "mode": mode, "image_size": int(image_size), "n_clinical": n_clinical_features(),
+        "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                         "freeze_backbone": freeze_backbone, "n_folds": n_folds},
+        "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
+        "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
+                "event": y["event"].astype(int).tolist()},
+    }
+    write_json_atomic(models_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _frozen_features(data: LoadedCohort, mode: str, seed: int) -> dict:
+    """Backbone outputs (512,) per patient from the seeded initialisation every fold starts from."""
+    net = build_network(mode=mode, seed=seed)
+    stacked = torch.stack([data.images[i] for i in data.ids]) if data.ids else torch.zeros(0)
+    f = backbone_features(net, stacked)
+    return dict(zip(data.ids, f))
+
+
+# ------------------------------------------------------------------------------------------ inference
+
+
+def load_manifest(models_dir: str | Path) -> dict:
+    path = Path(models_dir) / MANIFEST
+    if not path.is_file():
+        raise WeightsError(f"no trained RFS model in {models_dir} ({MANIFEST} missing): run the bundle's "
+                           "train.json first; refusing to predict with random weights")
+    return json.loads(path.read_text())
+
+
+def load_fold(models_dir: str | Path, info: dict, manifest: dict) -> tuple:
+    """(network, encoder, survival model) of one fold; weights checked against their sha256."""
+    models_dir = Path(models_dir)
+    net = FusedFeatureExtractor(manifest["n_clinical"], mode=manifest["mode"])
+    net.load_state_dict(load_weights(models_dir / info["weights"], info["sha256"]))
+    enc = ClinicalEncoder.load(models_dir / info["encoder"])
+    model = PenalizedCoxRisk.from_dict(json.loads((models_dir / info["survival_model"]).read_text()))
+    return net.eval(), enc, model
+
+
+def ensemble_risk(data: LoadedCohort, models_dir: str | Path, manifest: dict, batch_size: int = 8,
+                  device: str = "cpu") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ensemble risk (n,) for ``data.ids`` and the raw per-fold risks."""
+    ens = RiskEnsemble.from_dict(manifest["ensemble"])
+    if not data.ids:
+        return np.zeros(0), []
+    images = torch.stack([data.images[i] for i in data.ids])
+    fold_risks = []
+    for info in manifest["folds"]:
+        net, enc, model = load_fold(models_dir, info, manifest)
+        clin = torch.from_numpy(encode_fixed(enc, data.clinical))
+        fold_risks.append(model.predict(predict_risk(net, images, clin, batch_size, device, features=True)))
+    return ens.combine(fold_risks), fold_risks
+
+
+def predict(cohort_dir: str | Path, models_dir: str | Path, out_dir: str | Path, batch_size: int = 8,
+            device: str = "cpu", cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Predict the ensemble risk for every patient with images in ``cohort_dir``.
+
+    Writes ``out_dir/predictions.json`` (HECKTOR Task-2 format: list of ``{"PatientID", "Prediction"}``,
+    Prediction = risk, higher = earlier relapse), ``predictions.csv`` (also listing every patient that
+    could not be processed, with the error) and ``failures.json``.
+    """
+    manifest = load_manifest(models_dir)
+    data = load_patient_images(cohort_dir, manifest["image_size"], "images", cache_dir, progress)
+    risk, fold_risks = ensemble_risk(data, models_dir, manifest, batch_size, device)
+    out_dir = Path(out_dir)
+    preds = [{"PatientID": pid, "Prediction": float(r)} for pid, r in zip(data.ids, risk)]
+    write_json_atomic(out_dir / "predictions.json", preds)
+    rows = pd.DataFrame(preds).assign(status="ok", error="")
+    fails = pd.DataFrame([{"PatientID": f["PatientID"], "Prediction": np.nan, "status": "failed",
+                           "error": f"{f['file']}: {f['error']}"} for f in data.failures])
+    table = pd.concat([rows, fails], ignore_index=True) if len(fails) else rows
+    write_csv_atomic(table.reindex(columns=["PatientID", "Prediction", "status", "error"]),
+                     out_dir / "predictions.csv")
+    write_json_atomic(out_dir / "failures.json", data.failures)
+    return {"ids": data.ids, "risk": risk, "fold_risks": fold_risks, "failures": data.failures, "data": data,
+            "manifest": manifest}
