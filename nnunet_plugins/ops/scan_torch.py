@@ -1,0 +1,47 @@
+"""Pure-PyTorch chunked selective scan (fallback without numba, and for CUDA/MPS without mamba-ssm).
+
+Within a chunk of T steps, with S_t = sum_{s<=t} dt_s A (log-decay, (B, D, T, N)):
+    x_t = exp(S_t) x_0 + sum_{s<=t} exp(S_t - S_s) dt_s u_s B_s
+computed with a masked (T, T) decay matrix (differences only, so no overflow), then y_t = C_t . x_t.
+Each chunk runs under activation checkpointing, so memory is O(B D T^2 N) plus the (B, D, L) outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+CHUNK = 16
+
+
+def _chunk(x0: Tensor, u: Tensor, dt: Tensor, A: Tensor, Bc: Tensor, Cc: Tensor) -> tuple[Tensor, Tensor]:
+    """One chunk. x0 (B, D, N); u, dt (B, D, T); A (D, N); Bc, Cc (B, D, T, N). Returns y (B, D, T), x_T."""
+    S = torch.cumsum(dt[..., None] * A[None, :, None, :], dim=2)
+    seg = S[:, :, :, None, :] - S[:, :, None, :, :]  # (B, D, t, s, N)
+    T = u.shape[-1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
+    W = torch.exp(seg.masked_fill(~causal[None, None, :, :, None], float("-inf")))
+    bu = (dt * u)[..., None] * Bc
+    x = torch.einsum("bdtsn,bdsn->bdtn", W, bu) + torch.exp(S) * x0[:, :, None, :]
+    y = (x * Cc).sum(-1)
+    return y, x[:, :, -1]
+
+
+def scan_core_torch(u: Tensor, dt: Tensor, A: Tensor, Bx: Tensor, Cx: Tensor, chunk: int = CHUNK):
+    """u, dt (B, D, L); A (D, N); Bx, Cx (B, G, N, L). Returns y (B, D, L) and last state (B, D, N)."""
+    batch, dim, length = u.shape
+    rep = dim // Bx.shape[1]
+    x = u.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    for l0 in range(0, length, chunk):
+        sl = slice(l0, min(l0 + chunk, length))
+        Bc = Bx[..., sl].transpose(2, 3).repeat_interleave(rep, dim=1)
+        Cc = Cx[..., sl].transpose(2, 3).repeat_interleave(rep, dim=1)
+        args = (x, u[..., sl], dt[..., sl], A, Bc, Cc)
+        if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+            y, x = checkpoint(_chunk, *args, use_reentrant=False)
+        else:
+            y, x = _chunk(*args)
+        ys.append(y)
+    return torch.cat(ys, dim=-1), x

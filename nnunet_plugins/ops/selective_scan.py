@@ -1,0 +1,119 @@
+"""``selective_scan_fn``: mamba-ssm's signature and semantics on every device.
+
+Shipped as mamba-ssm ships it: :class:`SelectiveScanFn` (autograd Function around the fast numba core),
+a thin wrapper :func:`selective_scan_fn` that picks the backend (see :mod:`nnunet_plugins.ops.backend`),
+and the sequential reference :func:`~nnunet_plugins.ops.scan_ref.selective_scan_ref` with the same
+signature. The wrapper handles delta_bias/softplus, the D skip and the z gate with ordinary torch ops
+(elementwise on (B, D, L)), so the custom Function only differentiates the core recurrence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nnunet_plugins.ops import backend
+from nnunet_plugins.ops.scan_ref import compute_dtype, finish_output, prepare_delta, selective_scan_ref
+
+
+def _bc_grouped(M: Tensor, batch: int, dim: int, length: int) -> Tensor:
+    """B/C as (B, G, N, L); a constant (D, N) matrix becomes G = D groups."""
+    if M.dim() == 2:
+        return M[None, :, :, None].expand(batch, dim, M.shape[1], length)
+    if M.dim() == 3:
+        return M[:, None]
+    if dim % M.shape[1]:
+        raise ValueError(f"d_inner={dim} is not divisible by the number of B/C groups {M.shape[1]}")
+    return M
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """Fused scan on CPU via numba (delta bias/softplus, D skip and z gate inside the kernel).
+
+    u, delta, z: (B, D, L); A: (D, N); Bx, Cx: (B, G, N, L); D, delta_bias: (D,) or None.
+    Returns out (B, D, L) and the last state (B, D, N), both in the inputs' dtype (float32/float64).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, Bx, Cx, D, z, delta_bias, delta_softplus: bool):
+        from nnunet_plugins.ops import scan_numba as K
+
+        batch, dim, length = u.shape
+        n_chunks = (length + K.CHUNK - 1) // K.CHUNK
+        empty = u.new_zeros(0)
+        Dv = empty if D is None else D.contiguous()
+        zz = u.new_zeros(0, 0, 0) if z is None else z.contiguous()
+        bias = empty if delta_bias is None else delta_bias.contiguous()
+        flags = np.array([D is not None, z is not None, delta_bias is not None, bool(delta_softplus)])
+        Bt, Ct = Bx.transpose(2, 3).contiguous(), Cx.transpose(2, 3).contiguous()  # (B, G, L, N)
+        out = torch.empty_like(u)
+        last = u.new_empty(batch, dim, A.shape[1])
+        ckpt = u.new_empty(batch, dim, n_chunks, A.shape[1])
+        K.scan_forward(_np(u), _np(delta), _np(A), _np(Bt), _np(Ct), _np(Dv), _np(zz), _np(bias), flags,
+                       out.numpy(), last.numpy(), ckpt.numpy(), K.CHUNK)
+        ctx.save_for_backward(u, delta, A, Bt, Ct, Dv, zz, bias, ckpt)
+        ctx.flags = flags
+        ctx.has = (D is not None, z is not None, delta_bias is not None)
+        ctx.mark_non_differentiable(last)
+        return out, last
+
+    @staticmethod
+    def backward(ctx, dout, _dlast):
+        from nnunet_plugins.ops import scan_numba as K
+
+        u, delta, A, Bt, Ct, Dv, zz, bias, ckpt = ctx.saved_tensors
+        batch, dim, length = u.shape
+        groups = Bt.shape[1]
+        parts = max(1, min(dim // groups, -(-2 * K.num_threads() // (batch * groups))))
+        du, ddelta = torch.empty_like(u), torch.empty_like(u)
+        dz = torch.empty_like(zz)
+        dA = u.new_zeros(batch, dim, A.shape[1])
+        dBp = u.new_zeros(batch, groups, parts, length, A.shape[1])
+        dCp = torch.zeros_like(dBp)
+        dD, dbias = u.new_zeros(batch, dim), u.new_zeros(batch, dim)
+        K.scan_backward(_np(u), _np(delta), _np(A), _np(Bt), _np(Ct), _np(Dv), _np(zz), _np(bias), ctx.flags,
+                        _np(ckpt), _np(dout.to(u.dtype)), du.numpy(), ddelta.numpy(), dz.numpy(), dA.numpy(),
+                        dBp.numpy(), dCp.numpy(), dD.numpy(), dbias.numpy(), K.CHUNK)
+        has_d, has_z, has_bias = ctx.has
+        return (du, ddelta, dA.sum(0), dBp.sum(2).transpose(2, 3), dCp.sum(2).transpose(2, 3),
+                dD.sum(0) if has_d else None, dz if has_z else None, dbias.sum(0) if has_bias else None, None)
+
+
+def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                      z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
+                      return_last_state: bool = False):
+    """Selective scan with mamba-ssm's signature (see :func:`selective_scan_ref` for the maths).
+
+    u, delta, z: (B, D, L); A: (D, N) real; B, C: (B, N, L), grouped (B, G, N, L) or constant (D, N);
+    D, delta_bias: (D,). Returns out (dtype of u) [, last state (B, D, N)]. Computes in float32
+    (float64 if an input is float64), whatever the autocast state.
+    """
+    impl = backend.resolve("scan", u.device)
+    if impl == "cuda":
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as cuda_fn
+
+        return cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if impl == "reference":
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if A.is_complex():
+        raise NotImplementedError("complex A is not supported")
+    cdt = compute_dtype(u, delta, A, B, C)
+    batch, dim, length = u.shape
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        cast = [None if t is None else t.to(cdt) for t in (u, delta, A, B, C, D, z, delta_bias)]
+        uc, dc, Ac, Bc, Cc, Dc, zc, bc = cast
+        Bx, Cx = _bc_grouped(Bc, batch, dim, length), _bc_grouped(Cc, batch, dim, length)
+        if impl == "numba":
+            out, last = SelectiveScanFn.apply(uc, dc, Ac, Bx, Cx, Dc, zc, bc, delta_softplus)
+        else:
+            from nnunet_plugins.ops.scan_torch import scan_core_torch
+
+            y, last = scan_core_torch(uc, prepare_delta(dc, bc, delta_softplus), Ac, Bx, Cx)
+            out = finish_output(y, uc, Dc, zc)
+    out = out.to(u.dtype)
+    return (out, last) if return_last_state else out
