@@ -1,0 +1,104 @@
+"""Mamba (S6) block with mamba-ssm's parameter names, and a multi-directional Mamba layer for N-d maps.
+
+Parameter names equal ``mamba_ssm.modules.mamba_simple.Mamba`` (in_proj, conv1d, x_proj, dt_proj, A_log,
+D, out_proj), so a checkpoint trained with the CUDA kernels loads on CPU and vice versa; the ops pick
+the backend at run time (:mod:`nnunet_plugins.ops.backend`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nnunet_plugins.ops import causal_conv1d_fn, selective_scan_fn
+
+
+class MambaBlock(nn.Module):
+    """Selective SSM block: (B, L, d_model) -> (B, L, d_model).
+
+    d_inner = expand * d_model, dt_rank = ceil(d_model / 16); initialisation as in the Mamba paper
+    (S4D-real A, dt log-uniform in [dt_min, dt_max] through an inverse-softplus bias).
+    """
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+        self._init_dt(dt_min, dt_max, dt_init_floor)
+
+    def _init_dt(self, dt_min: float, dt_max: float, floor: float) -> None:
+        std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.dt_proj.bias._no_reinit = True
+
+    def forward(self, h: Tensor) -> Tensor:
+        length = h.shape[1]
+        xz = self.in_proj(h).transpose(1, 2)  # (B, 2 d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        x = causal_conv1d_fn(x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")[..., :length]
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, L, dt_rank + 2N)
+        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (B, d_inner, L); bias goes to the scan
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan_fn(x, dt, A, Bm.transpose(1, 2), Cm.transpose(1, 2), self.D.float(), z=z,
+                              delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        return self.out_proj(y.transpose(1, 2))
+
+
+def scan_orders(x: Tensor) -> Tensor:
+    """(B, C, *S) -> (3B, L, C): row-major tokens, the same reversed, and inter-slice order
+    (spatial axes reversed, so voxels at one in-plane position across slices are adjacent)."""
+    fwd = x.flatten(2).transpose(1, 2)
+    spatial = list(range(2, x.dim()))
+    inter = x.permute(0, 1, *spatial[::-1]).flatten(2).transpose(1, 2)
+    return torch.cat([fwd, fwd.flip(1), inter], dim=0)
+
+
+def merge_orders(seq: Tensor, like: Tensor) -> Tensor:
+    """Inverse of :func:`scan_orders`, averaging the three directions: (3B, L, C) -> like's shape."""
+    fwd, rev, inter = seq.chunk(3, dim=0)
+    shape = like.shape
+    out = (fwd + rev.flip(1)).transpose(1, 2).reshape(shape)
+    rev_spatial = [shape[0], shape[1], *shape[2:][::-1]]
+    inter_map = inter.transpose(1, 2).reshape(rev_spatial)
+    n = like.dim()
+    out = out + inter_map.permute(0, 1, *range(n - 1, 1, -1))
+    return out / 3.0
+
+
+class MambaLayer(nn.Module):
+    """x + mean_o unscan_o(Mamba(LayerNorm(scan_o(x)))) over three scan orders; one shared MambaBlock
+    (the three orders run as one batch of 3B sequences)."""
+
+    def __init__(self, channels: int, d_state: int = 16, d_conv: int = 4, expand: int = 2):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.mamba = MambaBlock(channels, d_state=d_state, d_conv=d_conv, expand=expand)
+
+    def forward(self, x: Tensor) -> Tensor:
+        seq = self.mamba(self.norm(scan_orders(x)))
+        return x + merge_orders(seq, x)
+
+    def feature_map_size(self, tokens: int) -> int:
+        """Stored activations (elements per sample), same spirit as nnU-Net's conv estimate."""
+        c, di = self.mamba.d_model, self.mamba.d_inner
+        return int(3 * tokens * (2 * c + 5 * di + self.mamba.x_proj.out_features))
