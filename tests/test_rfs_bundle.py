@@ -1,0 +1,191 @@
+"""End-to-end: the bundle's train / evaluate / inference configs through ``python -m monai.bundle run``
+(subprocess, from another working directory) on an 18-patient synthetic cohort at 32^3, plus the
+correctness guards that need trained artefacts (shared preprocessing, train-only encoder, failures,
+checksums, TorchScript export)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "hecktor_rfs_fusion"
+CONFIGS = BUNDLE / "configs"
+SIZE = 32
+
+
+def _bundle_run(config: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / config),
+           "--progress", "False", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def rfs_cohort(tmp_path_factory) -> Path:
+    from hnc_core.synth import generate_cohort
+
+    out = tmp_path_factory.mktemp("rfs_cohort")
+    generate_cohort(out, n=18, seed=11, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(rfs_cohort, tmp_path_factory) -> dict:
+    """Bundle train.json: 3 folds, 32^3, 2 epochs, frozen backbone (CPU budget)."""
+    work = tmp_path_factory.mktemp("rfs_work")
+    models = work / "models"
+    proc = _bundle_run("train.json", work, "--dataset_dir", str(rfs_cohort), "--models_dir", str(models),
+                       "--cache_dir", str(work / "cache"), "--image_size", str(SIZE), "--max_epochs", "2",
+                       "--batch_size", "6", "--n_folds", "3", "--freeze_backbone", "True")
+    return {"models": models, "work": work, "log": proc.stdout + proc.stderr,
+            "manifest": json.loads((models / "manifest.json").read_text())}
+
+
+def test_train_writes_all_folds_with_checksums(trained):
+    from survival_head.io.checkpoints import sha256_file
+
+    man = trained["manifest"]
+    assert man["image_size"] == SIZE and len(man["folds"]) == 3
+    for f in man["folds"]:
+        assert sha256_file(trained["models"] / f["weights"]) == f["sha256"]
+        assert (trained["models"] / f["encoder"]).is_file() and (trained["models"] / f["survival_model"]).is_file()
+    assert abs(sum(man["ensemble"]["weights"]) - 1) < 1e-9
+    assert sorted(man["oof"]["PatientID"]) == sorted(sum((f["val_ids"] for f in man["folds"]), []))
+
+
+def test_encoder_fitted_on_training_part_only(trained, rfs_cohort):
+    from hnc_core import schema
+    from hnc_core.cohort import load_cohort
+    from survival_head.features.clinical import ClinicalEncoder
+
+    man, clin = trained["manifest"], load_cohort(rfs_cohort, check_images=False).clinical
+    all_ids = man["oof"]["PatientID"]
+    for f in man["folds"]:
+        enc = ClinicalEncoder.load(trained["models"] / f["encoder"])
+        train_ids = [i for i in all_ids if i not in set(f["val_ids"])]
+        age = pd.to_numeric(clin.loc[train_ids, schema.AGE], errors="coerce")
+        assert enc.medians_[schema.AGE] == pytest.approx(float(age.median()))
+        filled = age.fillna(age.median())
+        assert enc.means_[schema.AGE] == pytest.approx(float(filled.mean()))
+    full = pd.to_numeric(clin.loc[all_ids, schema.AGE], errors="coerce")
+    means = [ClinicalEncoder.load(trained["models"] / f["encoder"]).means_[schema.AGE] for f in man["folds"]]
+    assert all(m != pytest.approx(float(full.fillna(full.median()).mean()), abs=1e-9) for m in means)
+
+
+@pytest.fixture(scope="session")
+def inferred(trained, rfs_cohort, tmp_path_factory) -> dict:
+    """inference.json on a copy of the cohort in which one patient's CT is corrupt."""
+    cohort = tmp_path_factory.mktemp("rfs_infer") / "cohort"
+    shutil.copytree(rfs_cohort, cohort)
+    bad = sorted(p.name for p in cohort.iterdir() if p.is_dir())[2]
+    (cohort / bad / f"{bad}__CT.nii.gz").write_bytes(b"not a nifti file")
+    out = cohort.parent / "out"
+    proc = _bundle_run("inference.json", tmp_path_factory.mktemp("elsewhere"), "--dataset_dir", str(cohort),
+                       "--output_dir", str(out), "--models_dir", str(trained["models"]))
+    return {"out": out, "bad": bad, "log": proc.stdout + proc.stderr, "cohort": cohort}
+
+
+def test_inference_writes_task2_predictions_and_reports_failures(inferred, trained):
+    preds = json.loads((inferred["out"] / "predictions.json").read_text())
+    assert len(preds) == 17 and all(set(p) == {"PatientID", "Prediction"} for p in preds)
+    assert all(np.isfinite(p["Prediction"]) for p in preds)
+    assert len({round(p["Prediction"], 9) for p in preds}) > 1
+    table = pd.read_csv(inferred["out"] / "predictions.csv")
+    row = table[table.PatientID == inferred["bad"]]
+    assert len(row) == 1 and row.status.iloc[0] == "failed" and "__CT.nii.gz" in row.error.iloc[0]
+    assert inferred["bad"] in inferred["log"]  # and in the log
+    fails = json.loads((inferred["out"] / "failures.json").read_text())
+    assert [f["PatientID"] for f in fails] == [inferred["bad"]]
+
+
+def test_training_evaluation_inference_share_one_preprocessing(inferred, trained, rfs_cohort):
+    from survival_head.rfs.data import load_patient_images, preprocess_patient
+    from survival_head.rfs.transforms import rfs_preprocessing
+
+    pid = sorted(trained["manifest"]["oof"]["PatientID"])[0]
+    cached = torch.load(trained["work"] / "cache" / f"S{SIZE}" / f"{pid}.pt", weights_only=True)["image"]
+    infer = load_patient_images(inferred["cohort"], SIZE, "images", None, progress=False).images[pid]
+    direct = rfs_preprocessing(SIZE)({"id": pid, "ct": str(rfs_cohort / pid / f"{pid}__CT.nii.gz"),
+                                      "pet": str(rfs_cohort / pid / f"{pid}__PT.nii.gz")})["image"]
+    again = preprocess_patient(pid, rfs_cohort / pid / f"{pid}__CT.nii.gz", rfs_cohort / pid / f"{pid}__PT.nii.gz",
+                               SIZE, None)
+    assert torch.equal(cached, infer) and torch.equal(infer, direct) and torch.equal(direct, again)
+
+
+def test_evaluate_reports_metrics_and_km_plot(trained, rfs_cohort, tmp_path):
+    out = tmp_path / "eval"
+    _bundle_run("evaluate.json", tmp_path, "--dataset_dir", str(rfs_cohort), "--output_dir", str(out),
+                "--models_dir", str(trained["models"]), "--n_boot", "100")
+    m = json.loads((out / "metrics.json").read_text())
+    h = m["harrell_c"]
+    assert 0 <= h["ci_low"] <= h["estimate"] <= h["ci_high"] <= 1
+    assert 0 <= m["uno_c"] <= 1 and 0 <= m["ibs"] <= 0.5
+    assert 0 <= m["km"]["p_value"] <= 1 and sum(m["km"]["group_sizes"]) == 18
+    assert 0.5 < m["oracle_c"] <= 1
+    assert (out / "km_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_or_tampered_weights_are_clear_errors(trained, rfs_cohort, tmp_path):
+    from survival_head.io.checkpoints import WeightsError
+    from survival_head.rfs.workflows import predict
+
+    with pytest.raises(WeightsError, match="train"):
+        predict(rfs_cohort, tmp_path / "nothing", tmp_path / "o", progress=False)
+    models = tmp_path / "models"
+    shutil.copytree(trained["models"], models, ignore=shutil.ignore_patterns("cache"))
+    sd = torch.load(models / "fold0" / "network.pt", weights_only=True)
+    sd["risk_head.bias"] += 1.0
+    torch.save(sd, models / "fold0" / "network.pt")
+    with pytest.raises(WeightsError, match="checksum"):
+        predict(rfs_cohort, models, tmp_path / "o", progress=False)
+
+
+def test_torchscript_export_and_verify(trained, tmp_path):
+    from monai.bundle import verify_net_in_out
+
+    from survival_head.rfs.network import FusedFeatureExtractor
+
+    ts = tmp_path / "rfs.ts"
+    ckpt = trained["models"] / "fold0" / "network.pt"
+    cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
+           "--ckpt_file", str(ckpt), "--meta_file", str(CONFIGS / "metadata.json"),
+           "--config_file", str(CONFIGS / "inference.json")]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scripted = torch.jit.load(str(ts))
+    net = FusedFeatureExtractor(23).eval()
+    net.load_state_dict(torch.load(ckpt, weights_only=True))
+    x, c = torch.rand(2, 2, SIZE, SIZE, SIZE), torch.rand(2, 23)
+    torch.testing.assert_close(scripted(x, c), net(x, c))
+    torch.testing.assert_close(scripted.features(x, c), net.features(x, c))
+    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"),
+                      config_file=str(CONFIGS / "inference.json"), device="cpu", n=1,
+                      extra_forward_args={"clinical": torch.rand(1, 23)},
+                      **{"_meta_#network_data_format#inputs#image#spatial_shape": [SIZE] * 3})
+
+
+def test_full_backbone_training_updates_cnn_and_keeps_best_epoch():
+    from survival_head.rfs.training import TrainConfig, train_network
+    from survival_head.rfs.workflows import build_network
+
+    g = torch.Generator().manual_seed(0)
+    mk = lambda n: {"image": torch.rand(n, 2, 16, 16, 16, generator=g), "clinical": torch.rand(n, 23, generator=g),
+                    "time": torch.arange(1.0, n + 1), "event": torch.tensor([1.0, 0.0] * (n // 2))}
+    net = build_network(seed=0)
+    before = net.backbone.conv1.weight.detach().clone()
+    net, hist = train_network(net, mk(6), mk(4), TrainConfig(max_epochs=2, batch_size=3, progress=False))
+    assert not torch.equal(before, net.backbone.conv1.weight)
+    assert len(hist["val_cindex"]) == 2 and hist["best_epoch"] in (0, 1)
+    assert hist["best_val_cindex"] == pytest.approx(max(np.nan_to_num(hist["val_cindex"], nan=-1)))

@@ -1,0 +1,129 @@
+"""Unit tests of the RFS model: Cox loss, snapshots, ensemble scaling, estimator sign, transforms."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sksurv.linear_model.coxph import CoxPHOptimizer
+from sksurv.metrics import concordance_index_censored
+from sksurv.util import Surv
+
+from survival_head.rfs.ensemble import RiskEnsemble
+from survival_head.rfs.loss import CoxPHLoss, cox_partial_nll
+from survival_head.rfs.survival_model import PenalizedCoxRisk
+from survival_head.rfs.training import BestCheckpoint
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_cox_loss_matches_sksurv_reference_with_ties(ties):
+    rng = np.random.default_rng(3)
+    n = 40
+    time = rng.integers(1, 9, n).astype(float)  # many ties
+    event = rng.random(n) < 0.6
+    risk = rng.normal(size=n)
+    ref = CoxPHOptimizer(risk[:, None], event, time, np.zeros(1), ties).nlog_likelihood(np.ones(1))
+    mine = cox_partial_nll(torch.tensor(risk), torch.tensor(time), torch.tensor(event), ties, "n_samples")
+    assert abs(float(mine) - ref) < 1e-6
+
+
+def test_cox_loss_hand_computed_toy_case():
+    # times 1 (event), 1 (event), 2 (censored), 3 (event); risks a, b, c, d
+    r = torch.tensor([0.5, -0.2, 0.1, 0.3], dtype=torch.float64)
+    t = torch.tensor([1.0, 1.0, 2.0, 3.0])
+    e = torch.tensor([1, 1, 0, 1])
+    ex = np.exp(r.numpy())
+    full = ex.sum()
+    breslow = -(r[0] + r[1] - 2 * math.log(full) + r[3] - math.log(ex[3]))
+    efron = -(r[0] + r[1] - math.log(full) - math.log(full - 0.5 * (ex[0] + ex[1])) + r[3] - math.log(ex[3]))
+    assert abs(float(cox_partial_nll(r, t, e, "breslow", "sum")) - float(breslow)) < 1e-10
+    assert abs(float(cox_partial_nll(r, t, e, "efron", "sum")) - float(efron)) < 1e-10
+
+
+def test_cox_loss_prefers_correct_order_and_handles_no_events():
+    t = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    e = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0])
+    good = torch.tensor([2.0, 1.0, 0.0, -1.0, -2.0])  # early events get high risk
+    loss = CoxPHLoss("efron")
+    assert loss(good, t, e) < loss(-good, t, e)
+    r = torch.zeros(3, requires_grad=True)
+    z = loss(r, torch.tensor([1.0, 2.0, 3.0]), torch.zeros(3))
+    z.backward()
+    assert float(z) == 0.0 and torch.equal(r.grad, torch.zeros(3))
+
+
+def test_best_checkpoint_is_a_deep_copy():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 1))
+    best = BestCheckpoint()
+    best.update(0.7, net, epoch=0)
+    snap = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    for _ in range(3):  # keep training after the snapshot (BatchNorm running stats change too)
+        opt.zero_grad()
+        net(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+    assert not torch.equal(net[0].weight, snap["0.weight"])
+    assert not best.update(0.6, net, epoch=1)  # worse score: snapshot kept
+    best.restore(net)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, snap[k]), k
+
+
+def test_fold_with_1000x_outputs_does_not_dominate():
+    rng = np.random.default_rng(0)
+    tr = [rng.normal(size=50) for _ in range(3)]
+    test = [rng.normal(size=20) for _ in range(3)]
+    base, scaled = RiskEnsemble(), RiskEnsemble()
+    for k in range(3):
+        base.add_fold(tr[k], 0.7)
+        scaled.add_fold(tr[k] * (1000.0 if k == 1 else 1.0), 0.7)
+    a = base.combine(test)
+    b = scaled.combine([test[0], test[1] * 1000.0, test[2]])
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    naive = np.mean([test[0], test[1] * 1000.0, test[2]], axis=0)
+    assert np.corrcoef(naive, test[1])[0, 1] > 0.99 and np.corrcoef(b, test[1])[0, 1] < 0.9
+    # better validation C -> larger weight; chance-level folds keep only the floor
+    w = RiskEnsemble(folds=[], weighting="cindex")
+    for c in (0.8, 0.6, 0.45):
+        w.add_fold(tr[0], c)
+    assert w.weights[0] > w.weights[1] > w.weights[2] > 0
+
+
+def test_penalized_cox_sign_is_risk_and_sklearn_style():
+    rng = np.random.default_rng(1)
+    n = 150
+    X = rng.normal(size=(n, 5))
+    eta = 1.2 * X[:, 0] - 0.8 * X[:, 1]
+    t_ev = rng.exponential(1000 / np.exp(eta))
+    t_c = rng.uniform(200, 2000, n)
+    y = Surv.from_arrays(t_ev <= t_c, np.minimum(t_ev, t_c))
+    est = PenalizedCoxRisk(alphas=(0.1, 10.0))
+    assert clone(est).get_params() == est.get_params()
+    assert est.fit(X, y) is est and hasattr(est, "coef_")
+    c = concordance_index_censored(y["event"], y["time"], est.predict(X))[0]
+    assert c > 0.7  # higher prediction = earlier event
+    again = PenalizedCoxRisk.from_dict(est.to_dict())
+    np.testing.assert_allclose(again.predict(X), est.predict(X))
+
+
+def test_clinical_layout_has_fixed_width_and_unknown_for_unseen():
+    import pandas as pd
+
+    from hnc_core import schema
+    from survival_head.features.clinical import ClinicalEncoder
+    from survival_head.rfs.clinical import encode_fixed, n_clinical_features
+
+    train = pd.DataFrame({schema.AGE: [50, 60, None], schema.PERFORMANCE: [0, 1, 1]}, index=["A", "B", "C"])
+    enc = ClinicalEncoder().fit(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x = encode_fixed(enc, pd.DataFrame({schema.AGE: [70], schema.PERFORMANCE: [3]}, index=["D"]))
+    assert x.shape == (1, n_clinical_features()) == (1, 23)
+    from survival_head.rfs.clinical import canonical_feature_names
+
+    names = canonical_feature_names()
+    assert x[0, names.index("Performance Status=Unknown")] == 1 and x[0, names.index("Performance Status=3")] == 0
