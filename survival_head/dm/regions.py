@@ -36,6 +36,7 @@ class Regions:
     origin: tuple[float, float, float]
     direction: tuple[float, ...]
     organs: dict[str, np.ndarray] = field(default_factory=dict)
+    primary: np.ndarray | None = None  # GTVp alone (bool), used to centre the image crop
 
     def to_sitk(self, name: str):
         """SimpleITK image of ``ct`` (float32) or a mask (uint8) with the CT geometry."""
@@ -134,7 +135,8 @@ def load_regions(
     lab_img = _read(Path(mask_path), patient_id, "tumour mask")
     _check_same_grid(ct_img, lab_img, patient_id, Path(mask_path))
     ct = sitk.GetArrayFromImage(ct_img).astype(np.float32)
-    tumour = tumour_from_label(np.rint(sitk.GetArrayFromImage(lab_img)).astype(np.int16), include_nodes)
+    label = np.rint(sitk.GetArrayFromImage(lab_img)).astype(np.int16)
+    tumour = tumour_from_label(label, include_nodes)
     if not tumour.any():
         kind = "GTVp or GTVn" if include_nodes else "GTVp"
         raise RegionError(f"[{patient_id}] {mask_path}: mask holds no {kind} voxels")
@@ -149,4 +151,4 @@ def load_regions(
         _check_same_grid(ct_img, img, patient_id, p)
         organs[name] = sitk.GetArrayFromImage(img) > 0
     return Regions(patient_id, ct, tumour, ring, body, ct_img.GetSpacing(), ct_img.GetOrigin(),
-                   ct_img.GetDirection(), organs)
+                   ct_img.GetDirection(), organs, primary=label == 1)

@@ -1,0 +1,66 @@
+"""Binary DM metrics: Youden threshold, AUC with bootstrap CI, accuracy/sensitivity/specificity, ROC PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from hnc_core.io import atomic_path
+from survival_head.evaluation.bootstrap import bootstrap_ci
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Probability threshold maximising sensitivity + specificity - 1 (0.5 if one class only)."""
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, p)
+    j = int(np.argmax(tpr - fpr))
+    return float(min(max(thr[j], 0.0), 1.0))
+
+
+def _auc(y, p) -> float:
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, p))
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
+    """AUC (95% bootstrap CI), accuracy, sensitivity, specificity at ``threshold``; counts."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, float)
+    pred = (p >= threshold).astype(int)
+    auc, lo, hi = bootstrap_ci(_auc, y, p, n_boot=n_boot, seed=seed) if len(np.unique(y)) == 2 else (
+        float("nan"), float("nan"), float("nan"))
+    pos, neg = y == 1, y == 0
+    return {
+        "n": int(len(y)), "n_positive": int(pos.sum()), "auc": auc, "auc_ci95": [lo, hi],
+        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+        "sensitivity": float(pred[pos].mean()) if pos.any() else float("nan"),
+        "specificity": float(1 - pred[neg].mean()) if neg.any() else float("nan"),
+        "threshold": float(threshold),
+    }
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "DM ROC") -> None:
+    """ROC curves ``{label: (y, p)}`` into one PNG (atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for label, (y, p) in curves.items():
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {_auc(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
