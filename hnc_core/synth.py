@@ -160,6 +160,22 @@ def _smooth_noise(shape, sigma_vox, rng) -> np.ndarray:
     return n / (n.std() + 1e-6)
 
 
+def _box(coords, centre, half_mm) -> tuple[slice, slice, slice]:
+    """(z, y, x) slices of the voxels within ``half_mm`` of ``centre`` along each axis."""
+    x, y, z = (np.ravel(c) for c in coords)
+    out = []
+    for axis, c in ((z, centre[2]), (y, centre[1]), (x, centre[0])):
+        idx = np.nonzero(np.abs(axis - c) <= half_mm)[0]
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0))
+    return tuple(out)
+
+
+def _axes_slices(box):
+    """Slices for the broadcast coordinate arrays x (1,1,nx), y (1,ny,1), z (nz,1,1)."""
+    zs, ys, xs = box
+    return (slice(None), slice(None), xs), (slice(None), ys, slice(None)), (zs, slice(None), slice(None))
+
+
 def _irregular_ball(X, Y, Z, centre, radius, rng, roughness=0.18) -> np.ndarray:
     """Boolean mask of a lumpy ellipsoid: radius modulated by a few random low-order harmonics."""
     dx, dy, dz = X - centre[0], Y - centre[1], Z - centre[2]
@@ -202,19 +218,28 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
     brain = np.broadcast_to(brain_e <= 1.0, shape)
     skull = np.broadcast_to((brain_e > 1.0) & (brain_e <= 1.25), shape)
 
-    # Tumour and nodes.
+    # Tumour and nodes: drawn inside bounding boxes so that full-size grids stay fast.
+    coords = (x, y, z)
     t_centre = (rng.uniform(-12, 12), rng.uniform(-24, -4), rng.uniform(-8, 12))
     r_eq = (3 * lat["target_volume_ml"] * 1000 / (4 * np.pi)) ** (1 / 3)
-    tumour = _irregular_ball(x, y, z, t_centre, r_eq, rng) & body
+    tbox = _box(coords, t_centre, 1.6 * r_eq + 14.0)  # lesion + 8 mm ring + margin
+    tsub = tuple(c[b] for c, b in zip(coords, _axes_slices(tbox)))
+    tumour = np.zeros(shape, bool)
+    tumour[tbox] = _irregular_ball(*tsub, t_centre, r_eq, rng) & body[tbox]
     nodes = np.zeros(shape, bool)
     for k in range(int(lat["n_nodes"])):
         side = 1 if k % 2 == 0 else -1
         c = (side * rng.uniform(24, 36), rng.uniform(-8, 14), t_centre[2] + rng.uniform(-30, 8))
-        nodes |= _irregular_ball(x, y, z, c, rng.uniform(4.5, 8.0), rng, roughness=0.1) & body & ~tumour
+        r = rng.uniform(4.5, 8.0)
+        nbox = _box(coords, c, 1.6 * r + 2.0)
+        nsub = tuple(cc[b] for cc, b in zip(coords, _axes_slices(nbox)))
+        nodes[nbox] |= _irregular_ball(*nsub, c, r, rng, roughness=0.1) & body[nbox] & ~tumour[nbox]
 
     # Peritumoral ring (<= 8 mm) with texture whose amplitude is the latent 'peritumoral_texture'.
-    dist = ndimage.distance_transform_edt(~tumour, sampling=(sz, sy, sx)).astype(np.float32)
-    ring_w = np.clip(1.0 - dist / 8.0, 0, 1) * (dist > 0) * body
+    tb_shape = tumour[tbox].shape
+    dist = ndimage.distance_transform_edt(~tumour[tbox], sampling=(sz, sy, sx)).astype(np.float32)
+    ring_w = np.clip(1.0 - dist / 8.0, 0, 1) * (dist > 0) * body[tbox]
+    tdist = ndimage.distance_transform_edt(tumour[tbox], sampling=(sz, sy, sx)).astype(np.float32)
 
     ct = np.full(shape, -1000.0, np.float32)
     ct[body] = 40.0
@@ -226,8 +251,9 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
     ct[skull] = 1000.0
     ct[brain] = 35.0
     ct[nodes] = 45.0
-    ct[tumour] = 62.0 + 12.0 * _smooth_noise(shape, (0.5, 1.5, 1.5), rng)[tumour]
-    ct += ring_w * (130.0 * lat["peritumoral_texture"]) * _smooth_noise(shape, (0.4, 0.8, 0.8), rng)
+    t_in = tumour[tbox]
+    ct[tbox][t_in] = (62.0 + 12.0 * _smooth_noise(tb_shape, (0.5, 1.5, 1.5), rng))[t_in]
+    ct[tbox] += ring_w * (130.0 * lat["peritumoral_texture"]) * _smooth_noise(tb_shape, (0.4, 0.8, 0.8), rng)
     ct = ndimage.gaussian_filter(ct, (0.3, 0.6, 0.6))
     ct += rng.normal(0, rng.uniform(8, 16), shape).astype(np.float32)
 
@@ -238,9 +264,8 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
     suv[spine | mandible | skull] = 0.8
     suv[brain] = rng.uniform(7.0, 10.0)
     suv[nodes] = rng.uniform(3.0, 8.0)
-    tdist = ndimage.distance_transform_edt(tumour, sampling=(sz, sy, sx)).astype(np.float32)
     prof = 0.55 + 0.45 * np.clip(tdist / max(tdist.max(), 1e-3), 0, 1)
-    suv[tumour] = (lat["suv_peak"] * prof * (1 + 0.08 * _smooth_noise(shape, 1.0, rng)))[tumour]
+    suv[tbox][t_in] = (lat["suv_peak"] * prof * (1 + 0.08 * _smooth_noise(tb_shape, 1.0, rng)))[t_in]
     fwhm = 6.0
     sig = fwhm / 2.355
     suv = ndimage.gaussian_filter(suv, (sig / sz, sig / sy, sig / sx))
