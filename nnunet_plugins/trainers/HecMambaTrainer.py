@@ -9,7 +9,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from nnunet_plugins.networks.hecmamba import HecMamba
-from nnunet_plugins.trainers.build import NEW, build_from_plans_args
+from nnunet_plugins.trainers.build import make_builder
 from nnunet_plugins.trainers.schedule import WarmupPolyLR, param_groups
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,7 @@ class HecMambaTrainer(nnUNetTrainer):
         self.weight_decay = 1e-2
         self.warmup_epochs = 10
 
-    @staticmethod
-    def build_network_architecture(*args, **kwargs) -> nn.Module:
-        """Both nnU-Net signatures (see :mod:`nnunet_plugins.trainers.build`); no final nonlinearity."""
-        return build_from_plans_args(HecMamba, *args, **kwargs)
-
-    build_network_architecture.__signature__ = NEW  # nnU-Net >= 2.7 inspects for 'plans_manager'
+    build_network_architecture = staticmethod(make_builder(HecMamba))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(param_groups(self.network, self.weight_decay), lr=self.initial_lr,

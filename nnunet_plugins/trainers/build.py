@@ -57,3 +57,15 @@ def build_from_plans_args(net_class: type, *args, **kwargs) -> nn.Module:
                     deep_supervision=bool(b.arguments["enable_deep_supervision"]), **kw)
     net.apply(net.initialize)
     return net
+
+
+def make_builder(net_class: type):
+    """A ``build_network_architecture`` for ``net_class`` that accepts both signatures and advertises the
+    new one (nnU-Net >= 2.7 inspects it for ``plans_manager``)."""
+
+    def build_network_architecture(*args, **kwargs) -> nn.Module:
+        return build_from_plans_args(net_class, *args, **kwargs)
+
+    build_network_architecture.__signature__ = NEW
+    build_network_architecture.__doc__ = f"Build {net_class.__name__} from nnU-Net plans (either signature)."
+    return build_network_architecture

@@ -1,0 +1,28 @@
+"""``hnc-petct seg-evaluate``: DSC, HD95, surface Dice, HECKTOR aggregated DSC, GTVn detection F1."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label maps (*.nii.gz, same names as GT)")
+    p.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label maps (1 GTVp, 2 GTVn)")
+    p.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
+    p.add_argument("--out", default=None, help="folder for per_case.csv and summary.json (default PRED_DIR)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from nnunet_plugins.evaluate import evaluate_folder
+
+    try:
+        summary = evaluate_folder(args.pred_dir, args.gt_dir, args.out, args.tolerance_mm,
+                                  progress=sys.stderr.isatty())
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

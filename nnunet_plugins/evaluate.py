@@ -1,0 +1,132 @@
+"""Segmentation metrics for HECKTOR: per-case DSC / HD95 / surface Dice, aggregated DSC, GTVn detection F1.
+
+Empty-mask convention (per case and class): both empty -> DSC 1, HD95 0 mm, surface Dice 1; exactly one
+empty -> DSC 0, HD95 and surface Dice undefined (NaN, left out of their means). The HECKTOR aggregated
+DSC 2 sum(TP) / sum(|GT| + |Pred|) over all patients needs no convention (NaN only if all are empty).
+Detection: connected components (26-connectivity); a GT lesion is detected by a predicted one with
+IoU > 0.3 (one-to-one, greedy by IoU); F1 = 2TP / (2TP + FP + FN) pooled over patients (1 if there is
+nothing to detect and nothing predicted).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = {1: "GTVp", 2: "GTVn"}
+
+
+def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), tuple(reversed(img.GetSpacing()))  # (z, y, x) array and spacing
+
+
+def surface_metrics(pred: np.ndarray, gt: np.ndarray, spacing, tolerance_mm: float) -> tuple[float, float]:
+    """HD95 (mm) and surface Dice at ``tolerance_mm`` of two non-empty binary masks (MONAI)."""
+    import torch
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    p = torch.from_numpy(pred.astype(np.float32))[None, None]
+    g = torch.from_numpy(gt.astype(np.float32))[None, None]
+    hd = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=list(spacing))
+    nsd = compute_surface_dice(p, g, [tolerance_mm], include_background=True, spacing=list(spacing))
+    return float(hd.item()), float(nsd.item())
+
+
+def case_class_metrics(pred: np.ndarray, gt: np.ndarray, spacing, tolerance_mm: float) -> dict:
+    """DSC, HD95, surface Dice, voxel counts for one binary class in one case (empty convention above)."""
+    tp = int(np.logical_and(pred, gt).sum())
+    n_p, n_g = int(pred.sum()), int(gt.sum())
+    if n_p == 0 and n_g == 0:
+        dsc, hd, nsd = 1.0, 0.0, 1.0
+    elif n_p == 0 or n_g == 0:
+        dsc, hd, nsd = 0.0, math.nan, math.nan
+    else:
+        dsc = 2 * tp / (n_p + n_g)
+        hd, nsd = surface_metrics(pred, gt, spacing, tolerance_mm)
+    return {"dsc": dsc, "hd95_mm": hd, "surface_dice": nsd, "tp": tp, "gt_voxels": n_g, "pred_voxels": n_p}
+
+
+def match_lesions(pred: np.ndarray, gt: np.ndarray, iou_threshold: float = 0.3) -> tuple[int, int, int]:
+    """(TP, FP, FN) of connected-component lesions, one-to-one matching at IoU > threshold."""
+    from scipy import ndimage
+
+    structure = np.ones((3,) * gt.ndim, dtype=bool)
+    lg, ng = ndimage.label(gt, structure)
+    lp, n_pred = ndimage.label(pred, structure)
+    pairs = []
+    for i in range(1, ng + 1):
+        gi = lg == i
+        for j in np.unique(lp[gi]):
+            if j == 0:
+                continue
+            pj = lp == j
+            inter = np.logical_and(gi, pj).sum()
+            pairs.append((inter / np.logical_or(gi, pj).sum(), i, j))
+    used_g, used_p = set(), set()
+    for iou, i, j in sorted(pairs, reverse=True):
+        if iou > iou_threshold and i not in used_g and j not in used_p:
+            used_g.add(i)
+            used_p.add(j)
+    tp = len(used_g)
+    return tp, n_pred - tp, ng - tp
+
+
+def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                    tolerance_mm: float = 2.0, classes: dict[int, str] | None = None, progress: bool = False) -> dict:
+    """Evaluate every ``GT_DIR/*.nii.gz`` against ``PRED_DIR`` (same file names). Writes ``per_case.csv``
+    and ``summary.json`` to ``out_dir`` (default: PRED_DIR) and returns the summary dict."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from hnc_core.io import write_csv_atomic, write_json_atomic
+
+    classes = classes or CLASSES
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    gts = sorted(gt_dir.glob("*.nii.gz"))
+    if not gts:
+        raise FileNotFoundError(f"no *.nii.gz ground-truth files in {gt_dir}")
+    missing = [g.name for g in gts if not (pred_dir / g.name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} case(s) have no prediction in {pred_dir}: {missing[:5]}")
+    rows, det = [], {"tp": 0, "fp": 0, "fn": 0}
+    for g in tqdm(gts, desc="evaluating", unit="case", disable=not progress):
+        gt, spacing = _read(g)
+        pred, _ = _read(pred_dir / g.name)
+        if pred.shape != gt.shape:
+            raise ValueError(f"case {g.name}: prediction shape {pred.shape} != ground truth {gt.shape}")
+        case = g.name[: -len(".nii.gz")]
+        for c, cname in classes.items():
+            rows.append({"case": case, "class": cname, **case_class_metrics(pred == c, gt == c, spacing, tolerance_mm)})
+        if 2 in classes:
+            tp, fp, fn = match_lesions(pred == 2, gt == 2)
+            det["tp"] += tp
+            det["fp"] += fp
+            det["fn"] += fn
+    df = pd.DataFrame(rows)
+    summary = _summarise(df, det, tolerance_mm, classes)
+    out = Path(out_dir) if out_dir else pred_dir
+    write_csv_atomic(df, out / "per_case.csv", float_format="%.6g")
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _summarise(df, det: dict, tolerance_mm: float, classes: dict[int, str]) -> dict:
+    per_class = {}
+    for cname in classes.values():
+        d = df[df["class"] == cname]
+        denom = int(d["gt_voxels"].sum() + d["pred_voxels"].sum())
+        per_class[cname] = {
+            "aggregated_dsc": (2 * int(d["tp"].sum()) / denom) if denom else math.nan,
+            "mean_dsc": float(d["dsc"].mean()), "mean_hd95_mm": float(d["hd95_mm"].mean()),
+            "mean_surface_dice": float(d["surface_dice"].mean()), "n_cases": int(len(d))}
+    tp, fp, fn = det["tp"], det["fp"], det["fn"]
+    detection = {**det, "f1": (2 * tp / (2 * tp + fp + fn)) if (tp + fp + fn) else 1.0, "iou_threshold": 0.3}
+    return {"n_cases": int(df["case"].nunique()), "tolerance_mm": tolerance_mm, "per_class": per_class,
+            "hecktor_aggregated_dsc_gtvn": per_class.get("GTVn", {}).get("aggregated_dsc"),
+            "gtvn_detection": detection}
