@@ -1,0 +1,103 @@
+"""DM regions, transforms, networks and fold-safe cross-validation (the leak test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from survival_head.dm.regions import RegionError, body_mask, mask_file, peritumoral_ring
+
+
+def shared_cohort(factory):
+    from hnc_core.synth import generate_cohort
+
+    root = factory.getbasetemp() / "dm_shared_cohort"
+    if not (root / "ground_truth.csv").is_file():
+        generate_cohort(root, n=16, seed=3, progress=False)
+    return root
+
+
+def test_ring_respects_width_in_mm_and_body():
+    from scipy import ndimage
+
+    tumour = np.zeros((20, 40, 40), bool)
+    tumour[8:12, 15:25, 15:25] = True
+    body = np.ones_like(tumour)
+    body[:, :, 30:] = False  # the body ends 5 voxels right of the tumour
+    spacing = (1.0, 1.0, 3.0)  # (x, y, z) mm
+    ring = peritumoral_ring(tumour, body, spacing, 6.0)
+    dist = ndimage.distance_transform_edt(~tumour, sampling=(3.0, 1.0, 1.0))
+    assert ring.any() and not (ring & tumour).any() and not (ring & ~body).any()
+    assert dist[ring].max() <= 6.0
+    assert ring[10, 20, 10]  # 5 mm left of the tumour in x
+    assert not ring[4, 20, 20]  # 6 mm below in z (two 3-mm slices) is in, 12 mm (4 slices) is out
+    assert ring[6, 20, 20]
+
+
+def test_body_mask_fills_the_airway():
+    ct = np.full((6, 50, 50), -1000.0)
+    yy, xx = np.mgrid[:50, :50]
+    ct[:, (yy - 25) ** 2 + (xx - 25) ** 2 < 400] = 40.0
+    ct[:, (yy - 25) ** 2 + (xx - 25) ** 2 < 16] = -950.0  # airway
+    body = body_mask(ct)
+    assert body[:, 25, 25].all()
+    assert not body[:, 2, 2].any()
+
+
+def test_mask_dir_missing_file_names_patient(tmp_path):
+    with pytest.raises(RegionError, match="CHUM-009"):
+        mask_file("CHUM-009", None, tmp_path)
+
+
+def test_crop_channels_and_size_check(tmp_path_factory):
+    from survival_head.dm.transforms import TumourCrop, image_transforms
+
+    root = shared_cohort(tmp_path_factory)
+    pid = "CHUM-001" if (root / "CHUM-001").is_dir() else sorted(p.name for p in root.iterdir() if p.is_dir())[0]
+    d = image_transforms(32)({"PatientID": pid, "ct": str(root / pid / f"{pid}__CT.nii.gz"),
+                              "mask": str(root / pid / f"{pid}.nii.gz")})
+    img = d["image"]
+    assert img.shape == (3, 32, 32, 32) and img.dtype == torch.float32
+    assert 0 <= img.min() and img.max() <= 1
+    assert img[1].sum() > 0 and img[2].sum() > 0
+    assert (img[1] * img[2]).sum() < 0.2 * img[1].sum()  # tumour and ring barely overlap (partial volume only)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        TumourCrop(image_size=48)
+
+
+@pytest.mark.parametrize("backbone", ["swin", "resnet"])
+def test_fusion_network_shapes(backbone):
+    from survival_head.dm.network import DMFusionNet
+
+    net = DMFusionNet(3, 36, 10, backbone=backbone, window_size=4).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, 32, 32, 32), torch.rand(2, 36), torch.rand(2, 10))
+    assert out.shape == (2,)
+    only = DMFusionNet(3, 36, 10, use_image=False, use_clinical=False)
+    assert not hasattr(only, "encoder") and only.head[0].in_features == 36
+
+
+def test_selection_and_encoding_are_fitted_inside_folds(tmp_path_factory):
+    """Leak test: every fold's selector/encoder statistics equal those of its training rows only."""
+    from survival_head.dm.data import load_dm_data
+    from survival_head.dm.training import DMConfig, cross_validate
+
+    root = shared_cohort(tmp_path_factory)
+    cache = tmp_path_factory.getbasetemp() / "dm_shared_fast_cache"
+    data = load_dm_data(root, cache, image_size=32, radiomics_params="fast", workers=2, progress=False)
+    cfg = DMConfig(image_size=32, n_folds=3, head_epochs=20, k=6)
+    cv = cross_validate(data, cfg, [("radiomics", "clinical")], progress=False)
+    tested = sorted(i for f in cv["folds"] for i in f["test_ids"])
+    assert tested == sorted(data.ids)
+    for f in cv["folds"]:
+        assert not set(f["train_ids"]) & set(f["test_ids"])
+        sel, enc = f["selector"], f["clinical_encoder"]
+        raw_tr = data.radiomics.loc[f["train_ids"], sel.selected_].to_numpy(float)
+        raw_all = data.radiomics[sel.selected_].to_numpy(float)
+        assert np.allclose(sel.means_, raw_tr.mean(0))
+        assert not np.allclose(sel.means_, raw_all.mean(0))
+        age_tr = data.clinical.loc[f["train_ids"], "Age"].astype(float)
+        assert enc.medians_["Age"] == pytest.approx(float(np.nanmedian(age_tr)))
+    p = cv["oof"]["radiomics+clinical"]
+    assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
