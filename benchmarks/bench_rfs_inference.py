@@ -64,6 +64,7 @@ def main() -> None:
     import SimpleITK as sitk
 
     from hnc_core.synth import generate_cohort
+    from survival_head.rfs.clinical import n_clinical_for
     from survival_head.rfs.transforms import NormalizePetCt, PetGuidedCropResample
     from survival_head.rfs.workflows import build_network
 
@@ -83,7 +84,7 @@ def main() -> None:
         print(f"{pid}: CT {ct.GetSize()} {tuple(round(s, 3) for s in ct.GetSpacing())} mm | read {t:.3f} s | "
               f"preprocess {p:.3f} s | read+preprocess {t + p:.3f} s")
     x = images[0][None]
-    c = torch.zeros(1, 23)
+    c = torch.zeros(1, n_clinical_for())
     nets = [build_network(seed=k).eval() for k in range(5)]
     with torch.no_grad():
         eager, _ = _timeit(lambda: [n(x, c) for n in nets], a.repeats)

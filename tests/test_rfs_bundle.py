@@ -1,5 +1,5 @@
 """End-to-end: the bundle's train / evaluate / inference configs through ``python -m monai.bundle run``
-(subprocess, from another working directory) on an 18-patient synthetic cohort at 32^3, plus the
+(subprocess, from another working directory) on a 12-patient synthetic cohort at 24^3 (one trained bundle shared by the session), plus the
 correctness guards that need trained artefacts (shared preprocessing, train-only encoder, failures,
 checksums, TorchScript export)."""
 
@@ -20,7 +20,8 @@ import torch
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "hecktor_rfs_fusion"
 CONFIGS = BUNDLE / "configs"
-SIZE = 32
+SIZE = 24
+N_PATIENTS = 12
 
 
 def _bundle_run(config: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -37,18 +38,18 @@ def rfs_cohort(tmp_path_factory) -> Path:
     from hnc_core.synth import generate_cohort
 
     out = tmp_path_factory.mktemp("rfs_cohort")
-    generate_cohort(out, n=18, seed=11, progress=False)
+    generate_cohort(out, n=N_PATIENTS, seed=11, progress=False)
     return out
 
 
 @pytest.fixture(scope="session")
 def trained(rfs_cohort, tmp_path_factory) -> dict:
-    """Bundle train.json: 3 folds, 32^3, 2 epochs, frozen backbone (CPU budget)."""
+    """Bundle train.json: 3 folds, 24^3, 2 epochs, frozen backbone (CPU budget); default clinical set."""
     work = tmp_path_factory.mktemp("rfs_work")
     models = work / "models"
     proc = _bundle_run("train.json", work, "--dataset_dir", str(rfs_cohort), "--models_dir", str(models),
                        "--cache_dir", str(work / "cache"), "--image_size", str(SIZE), "--max_epochs", "2",
-                       "--batch_size", "6", "--n_folds", "3", "--freeze_backbone", "True")
+                       "--batch_size", "4", "--n_folds", "3", "--freeze_backbone", "True")
     return {"models": models, "work": work, "log": proc.stdout + proc.stderr,
             "manifest": json.loads((models / "manifest.json").read_text())}
 
@@ -99,7 +100,7 @@ def inferred(trained, rfs_cohort, tmp_path_factory) -> dict:
 
 def test_inference_writes_task2_predictions_and_reports_failures(inferred, trained):
     preds = json.loads((inferred["out"] / "predictions.json").read_text())
-    assert len(preds) == 17 and all(set(p) == {"PatientID", "Prediction"} for p in preds)
+    assert len(preds) == N_PATIENTS - 1 and all(set(p) == {"PatientID", "Prediction"} for p in preds)
     assert all(np.isfinite(p["Prediction"]) for p in preds)
     assert len({round(p["Prediction"], 9) for p in preds}) > 1
     table = pd.read_csv(inferred["out"] / "predictions.csv")
@@ -132,8 +133,8 @@ def test_evaluate_reports_metrics_and_km_plot(trained, rfs_cohort, tmp_path):
     h = m["harrell_c"]
     assert 0 <= h["ci_low"] <= h["estimate"] <= h["ci_high"] <= 1
     assert 0 <= m["uno_c"] <= 1 and 0 <= m["ibs"] <= 0.5
-    assert 0 <= m["km"]["p_value"] <= 1 and sum(m["km"]["group_sizes"]) == 18
-    assert 0.5 < m["oracle_c"] <= 1
+    assert 0 <= m["km"]["p_value"] <= 1 and sum(m["km"]["group_sizes"]) == N_PATIENTS
+    assert 0.5 < m["oracle_c"] <= 1 and m["train_config"]["n_folds"] == 3
     assert (out / "km_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -157,6 +158,8 @@ def test_torchscript_export_and_verify(trained, tmp_path):
 
     from survival_head.rfs.network import FusedFeatureExtractor
 
+    F = trained["manifest"]["n_clinical"]
+    assert trained["manifest"]["clinical_set"] == "paper+hpv" and F == 26
     ts = tmp_path / "rfs.ts"
     ckpt = trained["models"] / "fold0" / "network.pt"
     cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
@@ -165,14 +168,15 @@ def test_torchscript_export_and_verify(trained, tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     scripted = torch.jit.load(str(ts))
-    net = FusedFeatureExtractor(23).eval()
+    net = FusedFeatureExtractor(F).eval()
     net.load_state_dict(torch.load(ckpt, weights_only=True))
-    x, c = torch.rand(2, 2, SIZE, SIZE, SIZE), torch.rand(2, 23)
+    x, c = torch.rand(2, 2, SIZE, SIZE, SIZE), torch.rand(2, F)
     torch.testing.assert_close(scripted(x, c), net(x, c))
     torch.testing.assert_close(scripted.features(x, c), net.features(x, c))
+    assert not torch.equal(net.image_scale, torch.ones(512))  # frozen-backbone standardisation was saved
     verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"),
                       config_file=str(CONFIGS / "inference.json"), device="cpu", n=1,
-                      extra_forward_args={"clinical": torch.rand(1, 23)},
+                      extra_forward_args={"clinical": torch.rand(1, F)},
                       **{"_meta_#network_data_format#inputs#image#spatial_shape": [SIZE] * 3})
 
 
@@ -181,7 +185,7 @@ def test_full_backbone_training_updates_cnn_and_keeps_best_epoch():
     from survival_head.rfs.workflows import build_network
 
     g = torch.Generator().manual_seed(0)
-    mk = lambda n: {"image": torch.rand(n, 2, 16, 16, 16, generator=g), "clinical": torch.rand(n, 23, generator=g),
+    mk = lambda n: {"image": torch.rand(n, 2, 16, 16, 16, generator=g), "clinical": torch.rand(n, 26, generator=g),
                     "time": torch.arange(1.0, n + 1), "event": torch.tensor([1.0, 0.0] * (n // 2))}
     net = build_network(seed=0)
     before = net.backbone.conv1.weight.detach().clone()

@@ -127,3 +127,34 @@ def test_clinical_layout_has_fixed_width_and_unknown_for_unseen():
 
     names = canonical_feature_names()
     assert x[0, names.index("Performance Status=Unknown")] == 1 and x[0, names.index("Performance Status=3")] == 0
+
+
+def test_clinical_set_paper_hpv_adds_hpv_slots_and_paper_keeps_23():
+    import pandas as pd
+
+    from hnc_core import schema
+    from survival_head.rfs.clinical import canonical_feature_names, encode_fixed, make_encoder, n_clinical_for
+
+    assert n_clinical_for("paper") == 23 and n_clinical_for("paper+hpv") == 26
+    with pytest.raises(ValueError, match="clinical_set"):
+        n_clinical_for("hpv-only")
+    train = pd.DataFrame({schema.AGE: [50, 60, 70], schema.HPV: [0, 1, None]}, index=["A", "B", "C"])
+    enc = make_encoder("paper+hpv").fit(train)
+    x = encode_fixed(enc, pd.DataFrame({schema.AGE: [55, 65], schema.HPV: [1, None]}, index=["D", "E"]))
+    names = canonical_feature_names(enc.numeric, enc.categorical)
+    assert x.shape == (2, 26)
+    assert x[0, names.index("HPV Status=1")] == 1 and x[1, names.index("HPV Status=Unknown")] == 1
+    paper = encode_fixed(make_encoder("paper").fit(train), train)
+    assert paper.shape == (3, 23) and not any("HPV" in n for n in canonical_feature_names())
+
+
+def test_image_standardisation_buffers_centre_frozen_features():
+    from survival_head.rfs.network import FusedFeatureExtractor
+
+    net = FusedFeatureExtractor(26).eval()
+    feats = torch.randn(10, 512) * 50 + 7
+    net.set_image_standardisation(feats)
+    z = (feats - net.image_mean) / net.image_scale
+    assert torch.allclose(z.mean(0), torch.zeros(512), atol=1e-4) and torch.allclose(z.std(0, unbiased=False),
+                                                                                     torch.ones(512), atol=1e-3)
+    assert "image_mean" in net.state_dict() and "image_scale" in net.state_dict()

@@ -24,6 +24,10 @@ class FusedFeatureExtractor(nn.Module):
     ``forward(image (B, 2, S, S, S), clinical (B, F)) -> risk (B, 1)`` (log-hazard, higher = earlier
     relapse); ``features(image, clinical) -> (B, 128)`` feeds the downstream survival model.
     Both are TorchScript-scriptable.
+
+    Buffers ``image_mean``/``image_scale`` (512,) standardise the backbone output before fusion
+    (identity by default). With a frozen backbone they are set from the fold's training patients
+    (:meth:`set_image_standardisation`), so the fusion MLP sees unit-scale image features.
     """
 
     def __init__(self, n_clinical: int, in_channels: int = 2, clinical_dim: int = 32, fused_dim: int = 128,
@@ -44,6 +48,15 @@ class FusedFeatureExtractor(nn.Module):
             nn.Linear(256, fused_dim), nn.ReLU(),
         )
         self.risk_head = nn.Linear(fused_dim, 1)
+        self.register_buffer("image_mean", torch.zeros(self.image_dim))
+        self.register_buffer("image_scale", torch.ones(self.image_dim))
+
+    def set_image_standardisation(self, image_features: torch.Tensor) -> None:
+        """Set ``image_mean``/``image_scale`` from backbone outputs (n, 512) of training patients."""
+        f = image_features.detach().float()
+        sd = f.std(0, unbiased=False)
+        self.image_mean.copy_(f.mean(0))
+        self.image_scale.copy_(torch.where(sd > 1e-6, sd, torch.ones_like(sd)))
 
     @torch.jit.export
     def features(self, image: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
@@ -61,7 +74,10 @@ class FusedFeatureExtractor(nn.Module):
         cli = self.clinical_mlp(clinical)
         if not self.use_clinical:
             cli = torch.zeros_like(cli)
-        return self.fusion(torch.cat([image_features, cli], dim=1))
+        img = (image_features - self.image_mean) / self.image_scale
+        if not self.use_image:
+            img = torch.zeros_like(img)
+        return self.fusion(torch.cat([img, cli], dim=1))
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
         """(B, 2, S, S, S), (B, F) -> Cox risk (B, 1)."""

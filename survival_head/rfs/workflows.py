@@ -22,7 +22,7 @@ import torch
 from hnc_core.io import write_csv_atomic, write_json_atomic
 from survival_head.features.clinical import ClinicalEncoder
 from survival_head.io.checkpoints import WeightsError, load_weights, save_weights
-from survival_head.rfs.clinical import encode_fixed, n_clinical_features
+from survival_head.rfs.clinical import DEFAULT_CLINICAL_SET, encode_fixed, make_encoder, n_clinical_for
 from survival_head.rfs.data import LoadedCohort, load_patient_images
 from survival_head.rfs.ensemble import RiskEnsemble
 from survival_head.rfs.folds import stratified_folds
@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
-def build_network(n_clinical: int | None = None, mode: str = "fusion", seed: int = 0) -> FusedFeatureExtractor:
-    """The RFS network with a seeded initialisation (F = 23 clinical inputs by default)."""
+def build_network(n_clinical: int | None = None, mode: str = "fusion", seed: int = 0, dropout: float = 0.3,
+                  clinical_set: str = DEFAULT_CLINICAL_SET) -> FusedFeatureExtractor:
+    """The RFS network with a seeded initialisation (F from ``clinical_set`` unless ``n_clinical`` is given)."""
     torch.manual_seed(seed)
-    return FusedFeatureExtractor(n_clinical or n_clinical_features(), mode=mode)
+    return FusedFeatureExtractor(n_clinical or n_clinical_for(clinical_set), mode=mode, dropout=dropout)
 
 
 def _fold_tensors(data: LoadedCohort, ids: list[str], enc: ClinicalEncoder, feats: dict | None) -> dict:
@@ -60,13 +61,16 @@ def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
 
 
 def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
-                    feats: dict | None) -> tuple[dict, np.ndarray, np.ndarray]:
+                    feats: dict | None, clinical_set: str, dropout: float) -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit encoder (training rows only), network, downstream model of fold ``k``; save them."""
     from survival_head.evaluation.survival_metrics import harrell_c
 
-    enc = ClinicalEncoder().fit(data.cohort.clinical.reindex(fold["train"]))
+    enc = make_encoder(clinical_set).fit(data.cohort.clinical.reindex(fold["train"]))
     tr, va = (_fold_tensors(data, fold[p], enc, feats) for p in ("train", "val"))
-    net, hist = train_network(build_network(mode=mode, seed=cfg.seed), tr, va, cfg)
+    net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set)
+    if cfg.freeze_backbone:  # fixed backbone: standardise its outputs with the training patients' statistics
+        net.set_image_standardisation(tr["image_features"])
+    net, hist = train_network(net, tr, va, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
     model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_tr, data.outcome(fold["train"]))
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
@@ -87,31 +91,37 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
 def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int = 96, max_epochs: int = 30,
                 batch_size: int = 8, n_folds: int = 5, mode: str = "fusion", lr: float = 3e-4, seed: int = 0,
                 device: str = "cpu", freeze_backbone: bool = False, cache_dir: str | Path | None = None,
-                distributed: bool = False, progress: bool = True, ids: list[str] | None = None) -> dict:
+                distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
+                clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4) -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
+    ``clinical_set``: ``"paper"`` or ``"paper+hpv"`` (see :mod:`survival_head.rfs.clinical`).
     """
+    n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
     data = load_patient_images(cohort_dir, image_size, "rfs", cache_dir or models_dir / "cache", progress)
     if ids is not None:
         keep = set(ids)
         data.ids = [i for i in data.ids if i in keep]
     cfg = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                      freeze_backbone=freeze_backbone, distributed=distributed, progress=progress)
+                      freeze_backbone=freeze_backbone, distributed=distributed, progress=progress,
+                      weight_decay=weight_decay)
     y = data.outcome()
     folds = stratified_folds(data.ids, y["event"], n_folds, seed)
-    feats = _frozen_features(data, mode, seed) if freeze_backbone else None
+    feats = _frozen_features(data, mode, seed, clinical_set) if freeze_backbone else None
     ens, infos, oof = RiskEnsemble(), [], {}
     for k, fold in enumerate(folds):
-        info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats)
+        info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout)
         ens.add_fold(r_tr, info["val_cindex"])
         oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
         infos.append(info)
     manifest = {
-        "model": "hecktor_rfs_fusion", "mode": mode, "image_size": int(image_size), "n_clinical": n_clinical_features(),
+        "model": "hecktor_rfs_fusion", "mode": mode, "image_size": int(image_size), "n_clinical": n_clinical,
+        "clinical_set": clinical_set,
         "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                         "freeze_backbone": freeze_backbone, "n_folds": n_folds},
+                         "freeze_backbone": freeze_backbone, "n_folds": n_folds, "dropout": dropout,
+                         "weight_decay": weight_decay},
         "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
@@ -120,9 +130,9 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     return manifest
 
 
-def _frozen_features(data: LoadedCohort, mode: str, seed: int) -> dict:
+def _frozen_features(data: LoadedCohort, mode: str, seed: int, clinical_set: str) -> dict:
     """Backbone outputs (512,) per patient from the seeded initialisation every fold starts from."""
-    net = build_network(mode=mode, seed=seed)
+    net = build_network(mode=mode, seed=seed, clinical_set=clinical_set)
     stacked = torch.stack([data.images[i] for i in data.ids]) if data.ids else torch.zeros(0)
     f = backbone_features(net, stacked)
     return dict(zip(data.ids, f))
