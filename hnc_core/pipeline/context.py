@@ -24,11 +24,15 @@ class RunOptions:
 
     seg_schedule: str = "cpu"        # "cpu": short HecMamba schedule; "full": nnU-Net's 1000 epochs
     seg_fold: int = 0
+    seg_trainer: str | None = None   # override the schedule's trainer (any nnU-Net trainer class name)
     dm_masks: str = "label"          # "label" or "predicted" (HecMamba predictions)
     rfs_image_size: int = 32
     rfs_max_epochs: int = 6
     dm_image_size: int = 32
     dm_max_epochs: int = 6
+    n_folds: int = 5
+    freeze_backbone: bool = True     # CPU budget: frozen ResNet-18 features for RFS
+    n_boot: int = 500
     workers: int = 2
     device: str = "cpu"
     skip: tuple = ()
