@@ -157,3 +157,10 @@ class InferenceWorkflow(_Runner):
 
 class EvaluateWorkflow(_Runner):
     fn = staticmethod(evaluate)
+
+
+def run_analysis(cohort_dir: str | Path, out_dir: str | Path, **kwargs) -> dict:
+    """Modality ablations + subgroup metrics; see :func:`survival_head.dm.analysis.run_analysis`."""
+    from survival_head.dm.analysis import run_analysis as _run
+
+    return _run(cohort_dir, out_dir, **kwargs)
