@@ -158,3 +158,20 @@ def test_image_standardisation_buffers_centre_frozen_features():
     assert torch.allclose(z.mean(0), torch.zeros(512), atol=1e-4) and torch.allclose(z.std(0, unbiased=False),
                                                                                      torch.ones(512), atol=1e-3)
     assert "image_mean" in net.state_dict() and "image_scale" in net.state_dict()
+
+
+def test_paired_cindex_difference_ci_sign_and_zero_for_identical_risks():
+    from survival_head.evaluation.survival_metrics import harrell_c, harrell_c_difference_ci
+
+    rng = np.random.default_rng(0)
+    n = 120
+    x = rng.normal(size=n)
+    t_ev = rng.exponential(1000 / np.exp(1.5 * x))
+    t_c = rng.uniform(200, 2000, n)
+    y = Surv.from_arrays(t_ev <= t_c, np.minimum(t_ev, t_c))
+    good, noise = x, rng.normal(size=n)
+    d = harrell_c_difference_ci(y, good, noise, n_boot=200)
+    assert d["estimate"] == pytest.approx(harrell_c(y, good) - harrell_c(y, noise))
+    assert 0 < d["ci_low"] <= d["estimate"] <= d["ci_high"]
+    same = harrell_c_difference_ci(y, good, good, n_boot=50)
+    assert same["estimate"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0

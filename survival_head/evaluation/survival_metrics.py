@@ -31,6 +31,27 @@ def harrell_c_ci(y, risk, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
     return {"estimate": est, "ci_low": lo, "ci_high": hi, "n_boot": n_boot}
 
 
+def harrell_c_difference_ci(y, risk_a, risk_b, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """C(risk_a) - C(risk_b) on the same patients with a paired percentile bootstrap (1 - alpha) CI.
+
+    Each resample draws patients once and scores both risks on it, so the CI accounts for the
+    correlation of two models evaluated on one cohort. Resamples without an event are skipped.
+    """
+    event, time = _unpack(y)
+    a, b = np.asarray(risk_a, float), np.asarray(risk_b, float)
+    est = harrell_c(y, a) - harrell_c(y, b)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(a), len(a))
+        if not event[i].any():
+            continue
+        yi = y[i]
+        diffs.append(harrell_c(yi, a[i]) - harrell_c(yi, b[i]))
+    lo, hi = (np.quantile(diffs, [alpha / 2, 1 - alpha / 2]) if diffs else (np.nan, np.nan))
+    return {"estimate": float(est), "ci_low": float(lo), "ci_high": float(hi), "n_boot": len(diffs)}
+
+
 def uno_c(y_train, y_test, risk, tau: float | None = None) -> float:
     """Uno's IPCW C-index; censoring distribution from ``y_train``; ``tau`` defaults to a safe horizon."""
     _, t_test = _unpack(y_test)

@@ -59,6 +59,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
            "oracle_c": {"oof": oracle_cindex(cohort_dir, tr_ids, y_tr)}, "failures": data.failures, "modes": {}}
     if te_ids:
         res["oracle_c"]["test"] = oracle_cindex(cohort_dir, te_ids, data.outcome(te_ids))
+    risks: dict[str, dict] = {}
     for mode in modes:
         t0 = time.perf_counter()
         mdir = out_dir / mode
@@ -74,11 +75,30 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
             sub = _subset(data, te_ids)
             risk, _ = ensemble_risk(sub, mdir, load_manifest(mdir), batch_size)
             entry["test"] = survival_report(data.outcome(te_ids), risk, y_oof, r_oof, n_boot, seed)
+            risks.setdefault(mode, {})["test"] = risk
+        risks.setdefault(mode, {})["oof"] = r_oof
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         res["modes"][mode] = entry
         log.info("%s: OOF C = %.3f", mode, entry["oof"]["harrell_c"]["estimate"])
         write_json_atomic(out_dir / "ablation.json", res)
+    res["fusion_minus"] = fusion_differences(risks, y_oof, data.outcome(te_ids) if te_ids else None, n_boot, seed)
+    write_json_atomic(out_dir / "ablation.json", res)
     return res
+
+
+def fusion_differences(risks: dict, y_oof, y_test, n_boot: int, seed: int) -> dict:
+    """Paired-bootstrap C(fusion) - C(mode) for every other mode, on the OOF and the test part."""
+    from survival_head.evaluation.survival_metrics import harrell_c_difference_ci
+
+    if "fusion" not in risks:
+        return {}
+    out = {}
+    for mode in (m for m in risks if m != "fusion"):
+        out[mode] = {"oof": harrell_c_difference_ci(y_oof, risks["fusion"]["oof"], risks[mode]["oof"], n_boot, seed)}
+        if y_test is not None:
+            out[mode]["test"] = harrell_c_difference_ci(y_test, risks["fusion"]["test"], risks[mode]["test"],
+                                                        n_boot, seed)
+    return out
 
 
 def _subset(data, ids):
@@ -125,6 +145,9 @@ def format_table(res: dict) -> str:
     oc = res["oracle_c"]
     lines.append(f"| oracle (true log-hazard) | {oc.get('oof') or float('nan'):.3f} | "
                  f"{oc.get('test') or float('nan'):.3f} | | | |")
+    for mode, d in res.get("fusion_minus", {}).items():
+        fmt = (lambda h: f"{h['estimate']:+.3f} [{h['ci_low']:+.3f}, {h['ci_high']:+.3f}]" if h else "-")
+        lines.append(f"| fusion − {mode} (paired bootstrap) | {fmt(d['oof'])} | {fmt(d.get('test'))} | | | |")
     return "\n".join(lines)
 
 
