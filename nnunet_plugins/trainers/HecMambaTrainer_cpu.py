@@ -1,0 +1,24 @@
+"""``HecMambaTrainer_cpu``: HecMamba on a CPU budget (use with the plans of :mod:`nnunet_plugins.cpu_plans`):
+10 epochs x 16 iterations, 2 validation iterations, lr 3e-3; no mirroring at inference (final validation
+and ``nnUNetv2_predict`` run 1 instead of 8 passes per tile). ~2-3 min training on 2 cores."""
+
+from __future__ import annotations
+
+import torch
+
+from nnunet_plugins.trainers.HecMambaTrainer import HecMambaTrainer
+
+
+class HecMambaTrainer_cpu(HecMambaTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 10
+        self.num_iterations_per_epoch = 16
+        self.num_val_iterations_per_epoch = 2
+        self.initial_lr = 3e-3
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        out = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None  # training keeps mirroring augmentation
+        return out
