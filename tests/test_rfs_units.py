@@ -175,3 +175,19 @@ def test_paired_cindex_difference_ci_sign_and_zero_for_identical_risks():
     assert 0 < d["ci_low"] <= d["estimate"] <= d["ci_high"]
     same = harrell_c_difference_ci(y, good, good, n_boot=50)
     assert same["estimate"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
+
+
+def test_clinical_pretraining_initialises_the_fusion_clinical_branch():
+    from survival_head.rfs.training import TrainConfig
+    from survival_head.rfs.workflows import _pretrain_clinical_branch, build_network
+
+    g = torch.Generator().manual_seed(1)
+    mk = lambda n: {"image": torch.zeros(n, 2, 8, 8, 8), "image_features": torch.randn(n, 512, generator=g),
+                    "clinical": torch.rand(n, 26, generator=g), "time": torch.arange(1.0, n + 1),
+                    "event": torch.tensor([1.0, 0.0] * (n // 2))}
+    net = build_network(seed=0)
+    before = net.clinical_mlp[0].weight.detach().clone()
+    cfg = TrainConfig(max_epochs=2, batch_size=4, progress=False, freeze_backbone=True)
+    _pretrain_clinical_branch(net, mk(8), mk(4), cfg, 0.3, "paper+hpv")
+    assert not torch.equal(before, net.clinical_mlp[0].weight)
+    assert net.mode == "fusion" and net.clinical_mlp[0].weight.shape == (32, 26)

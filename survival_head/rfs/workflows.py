@@ -52,6 +52,19 @@ def _fold_tensors(data: LoadedCohort, ids: list[str], enc: ClinicalEncoder, feat
     return out
 
 
+def _pretrain_clinical_branch(net: FusedFeatureExtractor, tr: dict, va: dict, cfg: TrainConfig, dropout: float,
+                              clinical_set: str) -> None:
+    """Initialise ``net.clinical_mlp`` from a clinical-only network trained on the same fold (Cox loss).
+
+    The fusion MLP then starts from a clinical embedding that already carries the clinical risk, instead
+    of having to find it next to 512 image features in ~100 patients.
+    """
+    cli = build_network(mode="clinical", seed=cfg.seed + 1, dropout=dropout, clinical_set=clinical_set)
+    cli, hist = train_network(cli, tr, va, cfg)
+    net.clinical_mlp.load_state_dict(cli.clinical_mlp.state_dict())
+    log.info("clinical branch pre-trained: val C %.3f (epoch %d)", hist["best_val_cindex"], hist["best_epoch"])
+
+
 def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
     if cfg.freeze_backbone:
         from survival_head.rfs.network import HeadOnly
@@ -61,7 +74,8 @@ def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
 
 
 def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
-                    feats: dict | None, clinical_set: str, dropout: float) -> tuple[dict, np.ndarray, np.ndarray]:
+                    feats: dict | None, clinical_set: str, dropout: float,
+                    pretrain_clinical: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit encoder (training rows only), network, downstream model of fold ``k``; save them."""
     from survival_head.evaluation.survival_metrics import harrell_c
 
@@ -70,6 +84,8 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set)
     if cfg.freeze_backbone:  # fixed backbone: standardise its outputs with the training patients' statistics
         net.set_image_standardisation(tr["image_features"])
+    if pretrain_clinical and net.use_clinical and net.use_image:
+        _pretrain_clinical_branch(net, tr, va, cfg, dropout, clinical_set)
     net, hist = train_network(net, tr, va, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
     model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_tr, data.outcome(fold["train"]))
@@ -92,11 +108,13 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 batch_size: int = 8, n_folds: int = 5, mode: str = "fusion", lr: float = 3e-4, seed: int = 0,
                 device: str = "cpu", freeze_backbone: bool = False, cache_dir: str | Path | None = None,
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
-                clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4) -> dict:
+                clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4,
+                pretrain_clinical: bool = False) -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
     ``clinical_set``: ``"paper"`` or ``"paper+hpv"`` (see :mod:`survival_head.rfs.clinical`).
+    ``pretrain_clinical``: initialise the fusion network's clinical MLP from a clinical-only network of the fold.
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
@@ -112,7 +130,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     feats = _frozen_features(data, mode, seed, clinical_set) if freeze_backbone else None
     ens, infos, oof = RiskEnsemble(), [], {}
     for k, fold in enumerate(folds):
-        info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout)
+        info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout,
+                                           pretrain_clinical)
         ens.add_fold(r_tr, info["val_cindex"])
         oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
         infos.append(info)
@@ -121,7 +140,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
         "clinical_set": clinical_set,
         "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                          "freeze_backbone": freeze_backbone, "n_folds": n_folds, "dropout": dropout,
-                         "weight_decay": weight_decay},
+                         "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical},
         "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
