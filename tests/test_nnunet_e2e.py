@@ -1,5 +1,8 @@
 """End-to-end on CPU through the real CLIs, without nnUNet_extTrainer set: convert -> plan/preprocess ->
-train (tiny HecMamba trainer) -> predict -> seg-evaluate. One session-scoped run, several assertions."""
+CPU plans (python -m nnunet_plugins.cpu_plans) -> train (tiny HecMamba trainer, incl. nnU-Net's final
+validation) -> predict -> seg-evaluate. One session-scoped run, several assertions. The synthetic volumes are
+cropped to 64x64x32 voxels around the tumour and nnU-Net uses one process (nnUNet_def_n_proc=1) so the whole
+file runs in a few minutes on 2 shared cores."""
 
 from __future__ import annotations
 
@@ -13,13 +16,15 @@ from pathlib import Path
 import pytest
 
 TRAINER = "HecMambaTrainer_2epochs_10iters"
+PLANS = "nnUNetPlans_cpu"
+CROP_XYZ = (64, 64, 32)
 BIN = Path(sys.executable).parent
 
 
 def _env(root: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"), nnUNet_results=str(root / "res"),
-               nnUNet_compile="f", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
+               nnUNet_compile="f", nnUNet_def_n_proc="1", OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
     return env
 
 
@@ -33,15 +38,26 @@ def _run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
     return res
 
 
-def _shrink_plans(plans_file: Path) -> None:
-    """Tiny 3-stage network at a 16x32x32 patch so CPU training takes seconds."""
-    plans = json.loads(plans_file.read_text())
-    cfg = plans["configurations"]["3d_fullres"]
-    cfg.update(patch_size=[16, 32, 32], batch_size=2)
-    arch = cfg["architecture"]["arch_kwargs"]
-    arch.update(n_stages=3, features_per_stage=[8, 16, 32], kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-                strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]], n_conv_per_stage=[1, 1, 1], n_conv_per_stage_decoder=[1, 1])
-    plans_file.write_text(json.dumps(plans, indent=2))
+def _crop_around_tumour(cohort: Path, size_xyz=CROP_XYZ) -> None:
+    """Crop every CT and label to ``size_xyz`` voxels around the label's centre (same index box, so the label
+    stays on the CT grid; SimpleITK keeps the physical position). PET is left as is: the converter resamples
+    it onto the cropped CT grid."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    for ct_path in sorted(cohort.glob("*/*__CT.nii.gz")):
+        pid = ct_path.name[: -len("__CT.nii.gz")]
+        lab_path = ct_path.with_name(f"{pid}.nii.gz")
+        ct = sitk.ReadImage(str(ct_path))
+        ref = sitk.ReadImage(str(lab_path)) if lab_path.exists() else None
+        centre = np.array(ct.GetSize()) // 2
+        if ref is not None and sitk.GetArrayViewFromImage(ref).any():
+            centre = np.argwhere(sitk.GetArrayViewFromImage(ref) > 0).mean(0)[::-1].round().astype(int)
+        lo = [int(min(max(c - s // 2, 0), n - s)) for c, s, n in zip(centre, size_xyz, ct.GetSize())]
+        box = tuple(slice(a, a + s) for a, s in zip(lo, size_xyz))
+        sitk.WriteImage(ct[box], str(ct_path))
+        if ref is not None:
+            sitk.WriteImage(ref[box], str(lab_path))
 
 
 @pytest.fixture(scope="session")
@@ -52,16 +68,20 @@ def pipeline(tmp_path_factory):
     env = _env(root)
     cohort = root / "cohort"
     generate_cohort(cohort, n=6, seed=3, size="small", progress=False)
+    _crop_around_tumour(cohort)
     unlabelled = sorted(p for p in cohort.iterdir() if p.is_dir())[-1]
     (unlabelled / f"{unlabelled.name}.nii.gz").unlink()  # -> imagesTs
     out = {"root": root, "env": env, "test_id": unlabelled.name}
     out["convert"] = _run([str(BIN / "hnc-petct"), "nnunet-convert", str(cohort), "--dataset-id", "501"], env)
     _run([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", "501", "-c", "3d_fullres", "-np", "1",
           "--verify_dataset_integrity"], env)
-    _shrink_plans(root / "pre" / "Dataset501_HECKTOR" / "nnUNetPlans.json")
-    _run([str(BIN / "nnUNetv2_preprocess"), "-d", "501", "-c", "3d_fullres", "-np", "1"], env)
-    out["train"] = _run([str(BIN / "nnUNetv2_train"), "501", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"],
-                        {**env, "nnUNet_n_proc_DA": "0"})
+    pre = root / "pre" / "Dataset501_HECKTOR"
+    # tiny 3-stage network at a 16x32x32 patch; source spacing kept, so the preprocessed data is reused
+    out["cpu_plans"] = _run([sys.executable, "-m", "nnunet_plugins.cpu_plans", str(pre / "nnUNetPlans.json"),
+                             str(pre / f"{PLANS}.json"), "--patch", "16", "32", "32", "--features", "8", "16", "32",
+                             "--min-spacing", "0"], env)
+    out["train"] = _run([str(BIN / "nnUNetv2_train"), "501", "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS,
+                         "-device", "cpu"], {**env, "nnUNet_n_proc_DA": "0"})
     raw = root / "raw" / "Dataset501_HECKTOR"
     inp, gt = root / "pred_in", root / "gt"
     inp.mkdir()
@@ -72,7 +92,7 @@ def pipeline(tmp_path_factory):
             src = raw / "imagesTr" / lab.name.replace(".nii.gz", f"_{ch}.nii.gz")
             shutil.copy(src, inp / src.name)
     out["predict"] = _run([str(BIN / "nnUNetv2_predict"), "-i", str(inp), "-o", str(root / "pred"), "-d", "501",
-                           "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-device", "cpu", "-npp", "1", "-nps", "1",
+                           "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu", "-npp", "1", "-nps", "1",
                            "--disable_tta"], env)
     out["evaluate"] = _run([str(BIN / "hnc-petct"), "seg-evaluate", str(root / "pred"), str(gt),
                             "--tolerance-mm", "2"], env)
@@ -92,7 +112,7 @@ def test_conversion_layout(pipeline):
 
 @pytest.mark.slow
 def test_training_found_trainer_without_env_and_finished(pipeline):
-    res_dir = pipeline["root"] / "res" / "Dataset501_HECKTOR" / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
+    res_dir = pipeline["root"] / "res" / "Dataset501_HECKTOR" / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
     assert (res_dir / "checkpoint_final.pth").exists()
     log = "".join(p.read_text() for p in res_dir.glob("training_log_*.txt"))
     assert "HecMamba: AdamW" in log and "Epoch 1" in log
@@ -115,9 +135,13 @@ def test_prediction_and_evaluation(pipeline):
 
 
 @pytest.mark.slow
-def test_convert_rerun_is_idempotent(pipeline):
-    raw = pipeline["root"] / "raw" / "Dataset501_HECKTOR"
-    before = {p: p.stat().st_mtime_ns for p in raw.rglob("*") if p.is_file()}
-    cohort = pipeline["root"] / "cohort"
-    _run([str(BIN / "hnc-petct"), "nnunet-convert", str(cohort), "--dataset-id", "501"], pipeline["env"])
-    assert {p: p.stat().st_mtime_ns for p in raw.rglob("*") if p.is_file()} == before
+def test_cpu_plans_used_and_final_validation_ran(pipeline):
+    pre = pipeline["root"] / "pre" / "Dataset501_HECKTOR"
+    cpu = json.loads((pre / f"{PLANS}.json").read_text())
+    src = json.loads((pre / "nnUNetPlans.json").read_text())["configurations"]["3d_fullres"]
+    cfg = cpu["configurations"]["3d_fullres"]
+    assert cpu["plans_name"] == PLANS and cfg["patch_size"] == [16, 32, 32]
+    assert cfg["data_identifier"] == src["data_identifier"] and cfg["spacing"] == src["spacing"]
+    fold = pipeline["root"] / "res" / "Dataset501_HECKTOR" / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert len(list((fold / "validation").glob("*.nii.gz"))) == len(summary["metric_per_case"]) >= 1
