@@ -41,7 +41,8 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("dm_bundle")
     bundle_run("train.json", out, "--dataset_dir", str(cohort), "--output_dir", str(out / "train"),
                "--model_dir", str(out / "models"), "--radiomics_cache", str(cache), "--radiomics_params", "fast",
-               "--image_size", "32", "--window_size", "4", "--max_epochs", "1", "--n_folds", "3", "--k", "12",
+               "--image_size", "32", "--window_size", "4", "--feature_size", "6", "--max_epochs", "1", "--n_folds", "3",
+               "--k", "12",
                "--workers", "2")
     return cohort, cache, out
 
@@ -102,7 +103,7 @@ def test_missing_or_corrupt_weights_are_clear_errors(trained, tmp_path):
                       "--model_dir", str(tmp_path / "nowhere"), check=False)
     assert proc.returncode != 0 and "model metadata not found" in proc.stderr
     proc = bundle_run("inference.json", tmp_path, "--dataset_dir", str(cohort), "--output_dir", "x",
-                      "--model_dir", str(out / "models"), "--sha256", "0" * 64, check=False)
+                      "--model_dir", str(out / "models"), "--sha256", "ab" * 32, check=False)
     assert proc.returncode != 0 and "checksum mismatch" in proc.stderr
     assert not (tmp_path / "x" / "predictions.csv").exists()
 
