@@ -106,7 +106,7 @@ def test_dask_local_cluster_matches_process_pool(cohort, small_ids, tmp_path):
     from distributed import LocalCluster
 
     pool = extract_cohort(cohort, tmp_path / "pool", workers=2, ids=small_ids, params="fast", progress=False)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         dask = extract_cohort(cohort, tmp_path / "dask", scheduler=cluster.scheduler_address, ids=small_ids,
                               params="fast", progress=False)
     assert list(dask.index) == list(pool.index) == sorted(small_ids)

@@ -183,7 +183,11 @@ def _run_local(jobs: list[Job], workers: int, progress: bool):
 
 
 def _run_dask(jobs: list[Job], workers: int, scheduler: str | None, progress: bool):
-    """Same jobs on Dask: an existing scheduler (``scheduler`` address) or a fresh LocalCluster."""
+    """Same jobs on Dask: an existing scheduler (``scheduler`` address) or a fresh LocalCluster.
+
+    Start external workers with one thread each (``dask worker ADDR --nthreads 1 --nworkers N``):
+    one pyradiomics extraction per process is the safe and CPU-efficient unit.
+    """
     from distributed import Client, LocalCluster, as_completed as dask_completed
 
     cluster = None
