@@ -66,6 +66,20 @@ def test_crop_channels_and_size_check(tmp_path_factory):
         TumourCrop(image_size=48)
 
 
+def test_organ_masks_become_extra_channels(tmp_path_factory, tmp_path):
+    import shutil
+
+    from survival_head.dm.transforms import image_transforms
+
+    root = shared_cohort(tmp_path_factory)
+    pid = sorted(p.name for p in root.iterdir() if p.is_dir())[0]
+    shutil.copy(root / pid / f"{pid}.nii.gz", tmp_path / f"{pid}.nii.gz")  # any on-grid mask will do
+    d = image_transforms(32, organ_mask_dirs={"nodes_as_organ": str(tmp_path)})(
+        {"PatientID": pid, "ct": str(root / pid / f"{pid}__CT.nii.gz"), "mask": str(root / pid / f"{pid}.nii.gz")})
+    assert d["image"].shape == (4, 32, 32, 32)
+    assert torch.allclose(d["image"][3], d["image"][1])  # the copied label equals the GTVp+GTVn channel
+
+
 @pytest.mark.parametrize("backbone", ["swin", "resnet"])
 def test_fusion_network_shapes(backbone):
     from survival_head.dm.network import DMFusionNet

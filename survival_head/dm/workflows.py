@@ -49,11 +49,13 @@ def train(
     modalities=MODALITIES,
     progress: bool = True,
     device: str = "cpu",
+    organ_mask_dirs: dict[str, str] | None = None,
     **config,
 ) -> dict:
     """5-fold CV (OOF metrics, ROC) then a final model on all patients saved to ``model_dir``.
 
     ``config`` overrides :class:`DMConfig` fields (``image_size``, ``max_epochs``, ``backbone`` ...).
+    ``organ_mask_dirs`` ``{name: folder of <PatientID>.nii.gz}`` adds organ masks as image channels.
     The saved threshold is Youden's on the CV out-of-fold predictions. Returns the metrics dict.
     """
     from survival_head.radiomics.extract import load_params
@@ -62,7 +64,8 @@ def train(
     out = Path(output_dir)
     model_dir = Path(model_dir) if model_dir else out / "models"
     params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
-    data = _load(dataset_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
+    data = _load(dataset_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress,
+                 organ_mask_dirs)
     if data.y.sum() < cfg.n_folds or (len(data.y) - data.y.sum()) < cfg.n_folds:
         raise ValueError(f"need >= {cfg.n_folds} patients of each class for {cfg.n_folds}-fold CV, got "
                          f"{int(data.y.sum())} DM / {int(len(data.y) - data.y.sum())} no DM")
@@ -74,7 +77,8 @@ def train(
     cv_metrics.update(_fold_threshold_metrics(data.y, cv["pred_class"][name]))
     final = fit_fold(data, np.arange(len(data.ids)), cfg, [mods], progress, device)[0][name]
     final.threshold = youden_threshold(data.y, p)
-    final.info.update({"radiomics_params": params, "n_train": len(data.ids), "cv_auc": cv_metrics["auc"]})
+    final.info.update({"organ_names": sorted(organ_mask_dirs or {}), "radiomics_params": params,
+                       "n_train": len(data.ids), "cv_auc": cv_metrics["auc"]})
     meta = final.save(model_dir)
     write_csv_atomic(pd.DataFrame({schema.PATIENT_ID: data.ids, schema.DM: data.y, PROB_COL: p,
                                    CLASS_COL: cv["pred_class"][name]}), out / "cv_predictions.csv")
@@ -107,11 +111,18 @@ def predict(
     sha256: str | None = None,
     progress: bool = True,
     labelled_only: bool = False,
+    organ_mask_dirs: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Write ``predictions.csv`` / ``.json``: PatientID, DM probability, class at the saved threshold."""
+    """Write ``predictions.csv`` / ``.json``: PatientID, DM probability, class at the saved threshold.
+
+    ``organ_mask_dirs`` must name the same organs the model was trained with (``model_meta.json``).
+    """
     fitted = FittedDM.load(model_dir, sha256)
+    need = fitted.info.get("organ_names", [])
+    if sorted(organ_mask_dirs or {}) != need:
+        raise ValueError(f"model {model_dir} was trained with organ masks {need}; got {sorted(organ_mask_dirs or {})}")
     data = _load(dataset_dir, radiomics_cache, fitted.config, mask_dir, fitted.info.get("radiomics_params"),
-                 workers, scheduler, labelled_only, progress)
+                 workers, scheduler, labelled_only, progress, organ_mask_dirs)
     p = fitted.predict_proba(data)
     df = pd.DataFrame({schema.PATIENT_ID: data.ids, PROB_COL: p, CLASS_COL: (p >= fitted.threshold).astype(int)})
     out = Path(output_dir)
