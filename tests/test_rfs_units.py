@@ -191,3 +191,16 @@ def test_clinical_pretraining_initialises_the_fusion_clinical_branch():
     _pretrain_clinical_branch(net, mk(8), mk(4), cfg, 0.3, "paper+hpv")
     assert not torch.equal(before, net.clinical_mlp[0].weight)
     assert net.mode == "fusion" and net.clinical_mlp[0].weight.shape == (32, 26)
+
+
+def test_inner_split_is_disjoint_stratified_and_falls_back():
+    from survival_head.rfs.folds import inner_split
+
+    ids = [f"P{i:02d}" for i in range(40)]
+    event = np.array([1, 0, 0, 1] * 10)
+    fit, stop = inner_split(ids, event, 0.2, seed=0)
+    assert len(stop) == 8 and not set(fit) & set(stop) and sorted(fit + stop) == ids
+    ev = dict(zip(ids, event))
+    assert sum(ev[i] for i in stop) == 4  # half of the early-stopping part are events, as in the fold
+    assert inner_split(ids, event, 0.0) == (ids, [])
+    assert inner_split(ids[:4], np.array([1, 0, 0, 0]), 0.5) == (ids[:4], [])

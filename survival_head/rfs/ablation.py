@@ -40,7 +40,8 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                   batch_size: int = 8, n_folds: int = 5, modes=MODES, holdout_fraction: float = 0.3,
                   freeze_backbone: bool = False, lr: float = 3e-4, seed: int = 0, n_boot: int = 500,
                   cache_dir: str | Path | None = None, progress: bool = True, clinical_set: str = "paper+hpv",
-                  dropout: float = 0.3, weight_decay: float = 1e-4, pretrain_clinical: bool = False) -> dict:
+                  dropout: float = 0.3, weight_decay: float = 1e-4, pretrain_clinical: bool = False,
+                  inner_val_fraction: float = 0.2) -> dict:
     """Train and score each mode; write ``out_dir/ablation.json`` and return it.
 
     Result: ``{"settings", "oracle_c": {"oof", "test"}, "failures", "modes": {mode: {"oof": report,
@@ -55,7 +56,8 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
     res = {"settings": {"cohort": str(cohort_dir), "image_size": image_size, "max_epochs": max_epochs,
                         "batch_size": batch_size, "n_folds": n_folds, "holdout_fraction": holdout_fraction,
                         "freeze_backbone": freeze_backbone, "lr": lr, "seed": seed, "clinical_set": clinical_set,
-                        "dropout": dropout, "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical},
+                        "dropout": dropout, "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
+                        "inner_val_fraction": inner_val_fraction},
            "oracle_c": {"oof": oracle_cindex(cohort_dir, tr_ids, y_tr)}, "failures": data.failures, "modes": {}}
     if te_ids:
         res["oracle_c"]["test"] = oracle_cindex(cohort_dir, te_ids, data.outcome(te_ids))
@@ -66,7 +68,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
         man = train_folds(cohort_dir, mdir, image_size, max_epochs, batch_size, n_folds, mode, lr, seed,
                           freeze_backbone=freeze_backbone, cache_dir=cache_dir, progress=progress, ids=tr_ids,
                           clinical_set=clinical_set, dropout=dropout, weight_decay=weight_decay,
-                          pretrain_clinical=pretrain_clinical)
+                          pretrain_clinical=pretrain_clinical, inner_val_fraction=inner_val_fraction)
         oof = man["oof"]
         y_oof, r_oof = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
         entry = {"oof": survival_report(y_oof, r_oof, y_oof, r_oof, n_boot, seed),
@@ -126,12 +128,13 @@ def main(argv=None) -> int:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--n-boot", type=int, default=500)
     p.add_argument("--pretrain-clinical", action="store_true")
+    p.add_argument("--inner-val-fraction", type=float, default=0.2)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     res = run_ablations(a.cohort_dir, a.out_dir, a.image_size, a.max_epochs, a.batch_size, a.n_folds,
                         tuple(a.modes), a.holdout_fraction, a.freeze_backbone, a.lr, a.seed, a.n_boot,
                         clinical_set=a.clinical_set, dropout=a.dropout, weight_decay=a.weight_decay,
-                        pretrain_clinical=a.pretrain_clinical)
+                        pretrain_clinical=a.pretrain_clinical, inner_val_fraction=a.inner_val_fraction)
     print(format_table(res))
     return 0
 

@@ -25,7 +25,7 @@ from survival_head.io.checkpoints import WeightsError, load_weights, save_weight
 from survival_head.rfs.clinical import DEFAULT_CLINICAL_SET, encode_fixed, make_encoder, n_clinical_for
 from survival_head.rfs.data import LoadedCohort, load_patient_images
 from survival_head.rfs.ensemble import RiskEnsemble
-from survival_head.rfs.folds import stratified_folds
+from survival_head.rfs.folds import inner_split, stratified_folds
 from survival_head.rfs.network import FusedFeatureExtractor, backbone_features
 from survival_head.rfs.survival_model import PenalizedCoxRisk
 from survival_head.rfs.training import TrainConfig, predict_risk, train_network
@@ -75,18 +75,25 @@ def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
 
 def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
                     feats: dict | None, clinical_set: str, dropout: float,
-                    pretrain_clinical: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Fit encoder (training rows only), network, downstream model of fold ``k``; save them."""
+                    pretrain_clinical: bool = False, inner_val_fraction: float = 0.2) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Fit encoder (training rows only), network, downstream model of fold ``k``; save them.
+
+    The network's best epoch is chosen on an inner part (``inner_val_fraction``) of the fold's training
+    patients, never on the fold's validation patients (whose C-index must stay unbiased).
+    """
     from survival_head.evaluation.survival_metrics import harrell_c
 
     enc = make_encoder(clinical_set).fit(data.cohort.clinical.reindex(fold["train"]))
     tr, va = (_fold_tensors(data, fold[p], enc, feats) for p in ("train", "val"))
+    fit_ids, stop_ids = inner_split(fold["train"], data.outcome(fold["train"])["event"], inner_val_fraction, cfg.seed + k)
+    fit, stop = (_fold_tensors(data, fit_ids, enc, feats), _fold_tensors(data, stop_ids, enc, feats)) if stop_ids \
+        else (tr, va)
     net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set)
     if cfg.freeze_backbone:  # fixed backbone: standardise its outputs with the training patients' statistics
         net.set_image_standardisation(tr["image_features"])
     if pretrain_clinical and net.use_clinical and net.use_image:
-        _pretrain_clinical_branch(net, tr, va, cfg, dropout, clinical_set)
-    net, hist = train_network(net, tr, va, cfg)
+        _pretrain_clinical_branch(net, fit, stop, cfg, dropout, clinical_set)
+    net, hist = train_network(net, fit, stop, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
     model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_tr, data.outcome(fold["train"]))
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
@@ -109,12 +116,14 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 device: str = "cpu", freeze_backbone: bool = False, cache_dir: str | Path | None = None,
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
                 clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4,
-                pretrain_clinical: bool = False) -> dict:
+                pretrain_clinical: bool = False, inner_val_fraction: float = 0.2) -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
     ``clinical_set``: ``"paper"`` or ``"paper+hpv"`` (see :mod:`survival_head.rfs.clinical`).
     ``pretrain_clinical``: initialise the fusion network's clinical MLP from a clinical-only network of the fold.
+    ``inner_val_fraction``: part of each fold's training patients used for early stopping (0 = stop on the
+    fold's validation patients, which biases the out-of-fold C-index upwards).
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
@@ -131,7 +140,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ens, infos, oof = RiskEnsemble(), [], {}
     for k, fold in enumerate(folds):
         info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout,
-                                           pretrain_clinical)
+                                           pretrain_clinical, inner_val_fraction)
         ens.add_fold(r_tr, info["val_cindex"])
         oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
         infos.append(info)
@@ -140,7 +149,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
         "clinical_set": clinical_set,
         "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                          "freeze_backbone": freeze_backbone, "n_folds": n_folds, "dropout": dropout,
-                         "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical},
+                         "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
+                         "inner_val_fraction": inner_val_fraction},
         "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
