@@ -78,9 +78,15 @@ def match_lesions(pred: np.ndarray, gt: np.ndarray, iou_threshold: float = 0.3) 
 
 
 def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                    tolerance_mm: float = 2.0, classes: dict[int, str] | None = None, progress: bool = False) -> dict:
-    """Evaluate every ``GT_DIR/*.nii.gz`` against ``PRED_DIR`` (same file names). Writes ``per_case.csv``
-    and ``summary.json`` to ``out_dir`` (default: PRED_DIR) and returns the summary dict."""
+                    tolerance_mm: float = 2.0, classes: dict[int, str] | None = None, progress: bool = False,
+                    require_all: bool = False) -> dict:
+    """Evaluate every ``PRED_DIR/*.nii.gz`` against ``GT_DIR`` (same file names; nnU-Net's convention, so a
+    fold's ``validation`` folder can be scored against the whole ``labelsTr``). A prediction without ground
+    truth is an error; ground truth without prediction is counted (``n_gt_without_prediction``) or, with
+    ``require_all``, an error. Writes ``per_case.csv`` and ``summary.json`` to ``out_dir`` (default:
+    PRED_DIR) and returns the summary dict."""
+    import logging
+
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -88,12 +94,21 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
 
     classes = classes or CLASSES
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    gts = sorted(gt_dir.glob("*.nii.gz"))
-    if not gts:
+    gt_names = {g.name for g in gt_dir.glob("*.nii.gz")}
+    if not gt_names:
         raise FileNotFoundError(f"no *.nii.gz ground-truth files in {gt_dir}")
-    missing = [g.name for g in gts if not (pred_dir / g.name).exists()]
-    if missing:
+    pred_names = {p.name for p in pred_dir.glob("*.nii.gz")}
+    if not pred_names:
+        raise FileNotFoundError(f"no *.nii.gz predictions in {pred_dir}")
+    no_gt = sorted(pred_names - gt_names)
+    if no_gt:
+        raise FileNotFoundError(f"{len(no_gt)} prediction(s) have no ground truth in {gt_dir}: {no_gt[:5]}")
+    missing = sorted(gt_names - pred_names)
+    if missing and require_all:
         raise FileNotFoundError(f"{len(missing)} case(s) have no prediction in {pred_dir}: {missing[:5]}")
+    if missing:
+        logging.getLogger(__name__).info("%d ground-truth case(s) without prediction are not scored", len(missing))
+    gts = [gt_dir / n for n in sorted(pred_names)]
     rows, det = [], {"tp": 0, "fp": 0, "fn": 0}
     for g in tqdm(gts, desc="evaluating", unit="case", disable=not progress):
         gt, spacing = _read(g)
@@ -109,7 +124,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
             det["fp"] += fp
             det["fn"] += fn
     df = pd.DataFrame(rows)
-    summary = _summarise(df, det, tolerance_mm, classes)
+    summary = {**_summarise(df, det, tolerance_mm, classes), "n_gt_without_prediction": len(missing)}
     out = Path(out_dir) if out_dir else pred_dir
     write_csv_atomic(df, out / "per_case.csv", float_format="%.6g")
     write_json_atomic(out / "summary.json", summary)

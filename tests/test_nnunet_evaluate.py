@@ -108,7 +108,7 @@ def test_evaluate_folder_aggregates_and_writes(tmp_path):
         _write(g, gt_dir / f"{name}.nii.gz")
         _write(p, pred_dir / f"{name}.nii.gz")
     s = evaluate_folder(pred_dir, gt_dir, tmp_path / "out", tolerance_mm=2.0)
-    assert s["n_cases"] == 2
+    assert s["n_cases"] == 2 and s["n_gt_without_prediction"] == 0
     assert s["per_class"]["GTVp"]["mean_dsc"] == pytest.approx((0.8 + 1.0) / 2)
     assert s["per_class"]["GTVn"]["mean_dsc"] == pytest.approx((100 / 150 + 0.0) / 2)
     assert s["hecktor_aggregated_dsc_gtvn"] == pytest.approx(2 * 50 / (100 + 50 + 0 + 20))
@@ -121,9 +121,19 @@ def test_evaluate_folder_aggregates_and_writes(tmp_path):
     assert len(rows) == 4 and {r["class"] for r in rows} == {"GTVp", "GTVn"}
 
 
-def test_evaluate_folder_refuses_missing_predictions(tmp_path):
-    (tmp_path / "gt").mkdir()
-    (tmp_path / "pred").mkdir()
-    _write(_empty(), tmp_path / "gt" / "x.nii.gz")
-    with pytest.raises(FileNotFoundError, match="x.nii.gz"):
+def test_evaluate_folder_scores_predicted_subset_and_refuses_orphans(tmp_path):
+    """nnU-Net's convention: a fold's validation folder against the whole labelsTr."""
+    for d in ("gt", "pred"):
+        (tmp_path / d).mkdir()
+    one = _empty()
+    one[3:5, 3:8, 3:8] = 1
+    for name in ("x", "y", "z"):
+        _write(one, tmp_path / "gt" / f"{name}.nii.gz")
+    _write(one, tmp_path / "pred" / "y.nii.gz")
+    s = evaluate_folder(tmp_path / "pred", tmp_path / "gt")
+    assert s["n_cases"] == 1 and s["n_gt_without_prediction"] == 2 and s["per_class"]["GTVp"]["mean_dsc"] == 1.0
+    with pytest.raises(FileNotFoundError, match="2 case"):
+        evaluate_folder(tmp_path / "pred", tmp_path / "gt", require_all=True)
+    _write(one, tmp_path / "pred" / "orphan.nii.gz")
+    with pytest.raises(FileNotFoundError, match="orphan.nii.gz"):
         evaluate_folder(tmp_path / "pred", tmp_path / "gt")

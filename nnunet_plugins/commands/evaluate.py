@@ -6,9 +6,12 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label maps (*.nii.gz, same names as GT)")
+    p.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label maps (*.nii.gz, same names as GT); "
+                   "every prediction is scored")
     p.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label maps (1 GTVp, 2 GTVn)")
     p.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
+    p.add_argument("--require-all", action="store_true",
+                   help="fail if a ground-truth case has no prediction (default: score the predicted cases)")
     p.add_argument("--out", default=None, help="folder for per_case.csv and summary.json (default PRED_DIR)")
 
 
@@ -20,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         summary = evaluate_folder(args.pred_dir, args.gt_dir, args.out, args.tolerance_mm,
-                                  progress=sys.stderr.isatty())
+                                  progress=sys.stderr.isatty(), require_all=args.require_all)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
