@@ -1,6 +1,10 @@
 """HecMamba vs nnU-Net's PlainConvUNet built from the same plans: forward time on CPU, side by side.
 
     python benchmarks/bench_hecmamba_forward.py [--patch 64 64 64] [--batch 1] [--repeats 2] [--flops]
+    python benchmarks/bench_hecmamba_forward.py --plans $nnUNet_preprocessed/Dataset501_HECKTOR/nnUNetPlans.json
+
+With --plans, both networks are built from a real nnU-Net plans file (PlainConvUNet by nnU-Net's
+``get_network_from_plans``, HecMamba by the trainer's builder) at the plans' patch size and batch size.
 
 The plans are nnU-Net-like 3d_fullres defaults for the patch (features 32..320, stride-2 stages down to 4
 voxels). --flops also counts GFLOPs and parameters (torch.utils.flop_counter; the selective scan is a
@@ -38,15 +42,33 @@ def build(patch: list[int]):
     return plain.eval(), hec.eval()
 
 
-def timeit(net: nn.Module, x: torch.Tensor, repeats: int) -> float:
+def build_from_plans(plans_json: str, configuration: str):
+    """(PlainConvUNet, HecMamba, patch, batch) from an nnU-Net plans file."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_plugins.networks.hecmamba import HecMamba
+    from nnunet_plugins.trainers.build import make_builder
+
+    pm = PlansManager(plans_json)
+    cm = pm.get_configuration(configuration)
+    plain = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                   cm.network_arch_init_kwargs_req_import, 2, 3, deep_supervision=True)
+    hec = make_builder(HecMamba)(pm, cm, 2, 3, True)
+    return plain.eval(), hec.eval(), list(cm.patch_size), int(cm.batch_size)
+
+
+def timeit(net: nn.Module, x: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """(wall s, process CPU s), minima over ``repeats`` after one warm-up."""
     with torch.no_grad():
         net(x)
-        ts = []
+        ts, cs = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             net(x)
             ts.append(time.perf_counter() - t0)
-    return min(ts)
+            cs.append(time.process_time() - c0)
+    return min(ts), min(cs)
 
 
 def flops(net: nn.Module, x: torch.Tensor) -> float:
@@ -75,17 +97,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--flops", action="store_true")
+    ap.add_argument("--plans", default=None, help="nnU-Net plans JSON: build both nets from it (patch, batch too)")
+    ap.add_argument("--configuration", default="3d_fullres")
     args = ap.parse_args()
     torch.manual_seed(0)
-    plain, hec = build(args.patch)
+    if args.plans:
+        plain, hec, args.patch, args.batch = build_from_plans(args.plans, args.configuration)
+    else:
+        plain, hec = build(args.patch)
     x = torch.randn(args.batch, 2, *args.patch)
-    t_plain, t_hec = timeit(plain, x, args.repeats), timeit(hec, x, args.repeats)
+    (t_plain, c_plain), (t_hec, c_hec) = timeit(plain, x, args.repeats), timeit(hec, x, args.repeats)
     n_plain = sum(p.numel() for p in plain.parameters())
     n_hec = sum(p.numel() for p in hec.parameters())
     print(f"patch {args.patch} batch {args.batch}, CPU, {torch.get_num_threads()} threads; Mamba at stages "
           f"{hec.mamba_stage_ids}")
-    print(f"PlainConvUNet {t_plain * 1e3:8.0f} ms  {n_plain / 1e6:6.2f} M params")
-    print(f"HecMamba      {t_hec * 1e3:8.0f} ms  {n_hec / 1e6:6.2f} M params   ratio {t_hec / t_plain:.2f}x")
+    print(f"PlainConvUNet {t_plain * 1e3:8.0f} ms (CPU {c_plain * 1e3:8.0f} ms)  {n_plain / 1e6:6.2f} M params")
+    print(f"HecMamba      {t_hec * 1e3:8.0f} ms (CPU {c_hec * 1e3:8.0f} ms)  {n_hec / 1e6:6.2f} M params   "
+          f"ratio {t_hec / t_plain:.2f}x (CPU time {c_hec / c_plain:.2f}x)")
     if args.flops:
         gp, gh = flops(plain, x[:1]) / 1e9, (flops(hec, x[:1]) + scan_flops(hec, args.patch)) / 1e9
         print(f"GFLOPs per sample: PlainConvUNet {gp:.1f}, HecMamba {gh:.1f} (scan {scan_flops(hec, args.patch) / 1e9:.2f})")
