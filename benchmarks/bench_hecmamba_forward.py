@@ -94,7 +94,7 @@ def scan_flops(net: nn.Module, patch: list[int]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patch", type=int, nargs=3, default=[64, 64, 64])
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=None, help="default 1, or the plans' batch size with --plans")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--flops", action="store_true")
     ap.add_argument("--plans", default=None, help="nnU-Net plans JSON: build both nets from it (patch, batch too)")
@@ -102,9 +102,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.plans:
-        plain, hec, args.patch, args.batch = build_from_plans(args.plans, args.configuration)
+        plain, hec, args.patch, plans_batch = build_from_plans(args.plans, args.configuration)
+        args.batch = args.batch or plans_batch
     else:
         plain, hec = build(args.patch)
+        args.batch = args.batch or 1
     x = torch.randn(args.batch, 2, *args.patch)
     (t_plain, c_plain), (t_hec, c_hec) = timeit(plain, x, args.repeats), timeit(hec, x, args.repeats)
     n_plain = sum(p.numel() for p in plain.parameters())
