@@ -193,3 +193,21 @@ def test_full_backbone_training_updates_cnn_and_keeps_best_epoch():
     assert not torch.equal(before, net.backbone.conv1.weight)
     assert len(hist["val_cindex"]) == 2 and hist["best_epoch"] in (0, 1)
     assert hist["best_val_cindex"] == pytest.approx(max(np.nan_to_num(hist["val_cindex"], nan=-1)))
+
+
+def test_ensemble_with_shared_frozen_backbone_equals_full_forward_per_fold(trained, rfs_cohort):
+    from survival_head.rfs.clinical import encode_fixed
+    from survival_head.rfs.data import load_patient_images
+    from survival_head.rfs.training import predict_risk
+    from survival_head.rfs.workflows import ensemble_risk, load_fold, load_manifest
+
+    models = trained["models"]
+    data = load_patient_images(rfs_cohort, SIZE, "images", trained["work"] / "cache", progress=False)
+    man = load_manifest(models)
+    _, fold_risks = ensemble_risk(data, models, man)
+    images = torch.stack([data.images[i] for i in data.ids])
+    for info, got in zip(man["folds"], fold_risks):
+        net, enc, model = load_fold(models, info, man)
+        ref = model.predict(predict_risk(net, images, torch.from_numpy(encode_fixed(enc, data.clinical)), features=True))
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert np.std(fold_risks[0]) > 0

@@ -26,7 +26,7 @@ from survival_head.rfs.clinical import DEFAULT_CLINICAL_SET, encode_fixed, make_
 from survival_head.rfs.data import LoadedCohort, load_patient_images
 from survival_head.rfs.ensemble import RiskEnsemble
 from survival_head.rfs.folds import inner_split, stratified_folds
-from survival_head.rfs.network import FusedFeatureExtractor, backbone_features
+from survival_head.rfs.network import FusedFeatureExtractor, HeadOnly, backbone_features
 from survival_head.rfs.survival_model import PenalizedCoxRisk
 from survival_head.rfs.training import TrainConfig, predict_risk, train_network
 
@@ -195,12 +195,26 @@ def ensemble_risk(data: LoadedCohort, models_dir: str | Path, manifest: dict, ba
     if not data.ids:
         return np.zeros(0), []
     images = torch.stack([data.images[i] for i in data.ids])
-    fold_risks = []
+    fold_risks, shared = [], None  # shared = (backbone state, (n, 512) outputs) of the previous fold
     for info in manifest["folds"]:
         net, enc, model = load_fold(models_dir, info, manifest)
         clin = torch.from_numpy(encode_fixed(enc, data.clinical))
-        fold_risks.append(model.predict(predict_risk(net, images, clin, batch_size, device, features=True)))
+        if net.use_image and shared is not None and _same_state(shared[0], net.backbone.state_dict()):
+            # frozen backbone: every fold has the same CNN, run it once and reuse its outputs
+            feats = predict_risk(HeadOnly(net), shared[1], clin, batch_size, device, features=True)
+        elif net.use_image:
+            img_feats = backbone_features(net.to(device), images.to(device), batch_size).cpu()
+            shared = (net.backbone.state_dict(), img_feats)
+            feats = predict_risk(HeadOnly(net), img_feats, clin, batch_size, device, features=True)
+        else:
+            feats = predict_risk(net, images, clin, batch_size, device, features=True)
+        fold_risks.append(model.predict(feats))
     return ens.combine(fold_risks), fold_risks
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    """True when two state dicts hold identical tensors (same keys, shapes, values)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
 
 def predict(cohort_dir: str | Path, models_dir: str | Path, out_dir: str | Path, batch_size: int = 8,
