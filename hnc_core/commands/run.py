@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-folds", type=int, default=5, help="cross-validation folds of the RFS and DM models")
     p.add_argument("--train-backbone", action="store_true",
                    help="train the RFS ResNet-18 end to end (default on CPU: frozen backbone features)")
+    p.add_argument("--radiomics-params", default=None, metavar="YAML|fast",
+                   help="pyradiomics params for the DM model (default: shipped 1,502 features/region; "
+                        "'fast': original image only, 107/region)")
     p.add_argument("--workers", type=int, default=2, help="worker processes for radiomics")
     p.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
 
@@ -45,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         rfs_image_size=args.image_size, dm_image_size=args.image_size,
         rfs_max_epochs=args.max_epochs, dm_max_epochs=args.max_epochs,
         workers=args.workers, device=args.device, skip=tuple(args.skip), seg_trainer=args.seg_trainer,
-        n_folds=args.n_folds, freeze_backbone=not args.train_backbone,
+        n_folds=args.n_folds, radiomics_params=args.radiomics_params, freeze_backbone=not args.train_backbone,
     )
     result = run_pipeline(args.cohort_dir, args.out_dir, options, force=tuple(args.force))
     failed = [k for k, v in result["stages"].items() if v["status"] == "failed"]

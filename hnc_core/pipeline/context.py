@@ -30,6 +30,7 @@ class RunOptions:
     rfs_max_epochs: int = 6
     dm_image_size: int = 32
     dm_max_epochs: int = 6
+    radiomics_params: str | None = None  # None: the shipped 1,502-feature/region config; "fast": 107 original
     n_folds: int = 5
     freeze_backbone: bool = True     # CPU budget: frozen ResNet-18 features for RFS
     n_boot: int = 500

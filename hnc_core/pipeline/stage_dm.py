@@ -49,9 +49,10 @@ def run(ctx: StageContext) -> dict:
     common = {"dataset_dir": ctx.cohort_dir, "mask_dir": mask_dir, "radiomics_cache": d / "radiomics_cache",
               "workers": opt.workers, "progress": False}
     sizes = {"image_size": opt.dm_image_size, "max_epochs": opt.dm_max_epochs, "n_folds": opt.n_folds}
-    ctx.run("dm", bundle_run(BUNDLE, "train", **common, **sizes, output_dir=d / "train", model_dir=d / "models"))
+    ctx.run("dm", bundle_run(BUNDLE, "train", **common, **sizes, radiomics_params=opt.radiomics_params,
+                             output_dir=d / "train", model_dir=d / "models"))
     res = run_analysis(ctx.cohort_dir, d / "analysis", radiomics_cache=d / "radiomics_cache", mask_dir=mask_dir,
-                       workers=opt.workers, progress=False, **sizes)
+                       radiomics_params=opt.radiomics_params, workers=opt.workers, progress=False, **sizes)
     ctx.run("dm", bundle_run(BUNDLE, "inference", **common, output_dir=d / "inference", model_dir=d / "models"))
     pred_json = d / "inference" / "predictions.json"
     if not pred_json.is_file() or not json.loads(pred_json.read_text()):

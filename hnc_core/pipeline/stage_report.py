@@ -11,7 +11,7 @@ from pathlib import Path
 from hnc_core.io import write_text_atomic
 from hnc_core.pipeline.context import StageContext
 from hnc_core.pipeline.published import RFS_REFERENCE, SEG_REFERENCE
-from hnc_core.pipeline.report import Section, to_html, to_markdown
+from hnc_core.pipeline.report import Section, fmt, to_html, to_markdown
 
 PACKAGES = ["hnc-petct", "torch", "monai", "nnunetv2", "scikit-survival", "scikit-learn", "pyradiomics-bhklab",
             "SimpleITK", "numpy", "dask"]
@@ -91,19 +91,17 @@ def _seg_section(sec: Section, out: dict, rdir: Path, out_dir: Path) -> None:
 
 
 def _rfs_section(sec: Section, out: dict, rdir: Path, out_dir: Path) -> None:
-    sec.p(f"{out.get('setting', '')}. Oracle C-index of the true log-hazard on the same patients: "
-          f"{out.get('oracle_c_index', float('nan')):.3f}.")
+    sec.p(f"{out.get('setting', '')}." + _oracle_text("C-index of the true log-hazard", out.get("oracle_c_index")))
     cols, rows = _rows(out.get("ablation", []))
     sec.table(cols, rows, "Out-of-fold C-index with bootstrap 95% CI (the paper's Table 3 ablation)")
     sec.table(["published reference", "C-index"], [[r["source"], r["value"]] for r in RFS_REFERENCE])
     rel = _asset(out.get("km_png"), rdir, out_dir)
     if rel:
-        sec.image(rel, f"Kaplan-Meier by predicted risk group (log-rank p = {out.get('logrank_p', float('nan')):.3g})")
+        sec.image(rel, f"Kaplan-Meier by predicted risk group (log-rank p = {fmt(out.get('logrank_p'), 4)})")
 
 
 def _dm_section(sec: Section, out: dict, rdir: Path, out_dir: Path) -> None:
-    sec.p(f"{out.get('setting', '')}. Oracle AUC of the true DM probability on the same patients: "
-          f"{out.get('oracle_auc', float('nan')):.3f}.")
+    sec.p(f"{out.get('setting', '')}." + _oracle_text("AUC of the true DM probability", out.get("oracle_auc")))
     cols, rows = _rows(out.get("ablation", []))
     sec.table(cols, rows, "Out-of-fold modality ablation (AUC with bootstrap 95% CI; threshold from training folds)")
     cols, rows = _rows(out.get("subgroups", []))
@@ -112,6 +110,12 @@ def _dm_section(sec: Section, out: dict, rdir: Path, out_dir: Path) -> None:
     rel = _asset(out.get("roc_png"), rdir, out_dir)
     if rel:
         sec.image(rel, "ROC of the out-of-fold predictions")
+
+
+def _oracle_text(what: str, value) -> str:
+    if value is None:
+        return ""
+    return f" Oracle {what} on the same patients (synthetic cohort): {fmt(value)}."
 
 
 def _timing_section(st: dict) -> Section:

@@ -23,7 +23,12 @@ N_OVERLAYS = 4
 def _env(seg: Path, device: str) -> dict:
     return {"nnUNet_raw": str(seg / "nnUNet_raw"), "nnUNet_preprocessed": str(seg / "nnUNet_preprocessed"),
             "nnUNet_results": str(seg / "nnUNet_results"), "nnUNet_compile": "f",
-            "nnUNet_n_proc_DA": "0" if device == "cpu" else "4", "PYTHONWARNINGS": "ignore"}
+            "nnUNet_def_n_proc": "1" if device == "cpu" else "4", "PYTHONWARNINGS": "ignore"}
+
+
+def _train_env(env: dict, device: str) -> dict:
+    # augmentation in the main process on CPU; only for training (the planner crashes with 0)
+    return {**env, "nnUNet_n_proc_DA": "0"} if device == "cpu" else env
 
 
 def run(ctx: StageContext) -> dict:
@@ -39,10 +44,12 @@ def run(ctx: StageContext) -> dict:
     n_train = json.loads((raw / "dataset.json").read_text())["numTraining"]
     if n_train < 5:
         raise StageError(f"only {n_train} labelled patients: nnU-Net's 5-fold split needs at least 5")
-    ctx.run("segmentation", [venv_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
-                             "-np", str(opt.workers), "--verify_dataset_integrity"], env)
     plans, trainer = "nnUNetPlans", opt.seg_trainer or TRAINERS[opt.seg_schedule]
-    if opt.seg_schedule == "cpu":
+    cpu = opt.seg_schedule == "cpu"
+    # CPU budget: plan only (--no_pp), derive the CPU plans, preprocess those alone.
+    ctx.run("segmentation", [venv_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
+                             "-np", str(opt.workers), "--verify_dataset_integrity", *(["--no_pp"] if cpu else [])], env)
+    if cpu:
         pre = seg / "nnUNet_preprocessed" / DATASET
         write_cpu_plans(pre / "nnUNetPlans.json", pre / f"{CPU_PLANS}.json")
         ctx.state.add_command("segmentation", ["python", "-m", "nnunet_plugins.cpu_plans", str(pre / "nnUNetPlans.json"),
@@ -51,7 +58,7 @@ def run(ctx: StageContext) -> dict:
                                  "-c", "3d_fullres", "-np", str(opt.workers)], env)
         plans = CPU_PLANS
     ctx.run("segmentation", [venv_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", str(opt.seg_fold),
-                             "-tr", trainer, "-p", plans, "-device", opt.device], env)
+                             "-tr", trainer, "-p", plans, "-device", opt.device], _train_env(env, opt.device))
     fold_dir = (seg / "nnUNet_results" / DATASET / f"{trainer}__{plans}__3d_fullres" / f"fold_{opt.seg_fold}")
     val_pred = fold_dir / "validation"
     if not any(val_pred.glob("*.nii.gz")):
