@@ -18,6 +18,7 @@ import pytest
 from hnc_core.pipeline.report import fmt
 
 BIN = Path(sys.executable).parent
+UNLABELLED = "HGJ-004"  # no relapse, no DM in the seed-2 cohort
 ARGS = ["--seg-trainer", "HecMambaTrainer_2epochs_10iters", "--n-folds", "3", "--max-epochs", "1",
         "--image-size", "32", "--radiomics-params", "fast"]
 
@@ -36,6 +37,7 @@ def main_job(tmp_path_factory):
     root = tmp_path_factory.mktemp("main_job")
     cohort = root / "cohort"
     generate_cohort(cohort, n=12, seed=2, progress=False)  # 5 relapses, 4 DM: enough for 3 folds
+    (cohort / UNLABELLED / f"{UNLABELLED}.nii.gz").unlink()  # -> predicted (imagesTs), not evaluated
     proc, seconds = _run(cohort, root / "out")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return {"cohort": cohort, "out": root / "out", "stdout": proc.stdout, "seconds": seconds}
@@ -59,9 +61,11 @@ def test_every_stage_finished_with_outputs(main_job):
     assert [k for k, v in st.items() if v["status"] == "done"] == ["validate", "segmentation", "rfs", "dm", "report"]
     seg, rfs, dm = st["segmentation"]["outputs"], st["rfs"]["outputs"], st["dm"]["outputs"]
     assert seg["n_eval"] >= 2
-    assert len(list(Path(seg["predictions_dir"]).glob("*.nii.gz"))) == 12  # every patient, for --dm-masks predicted
+    assert [p.name for p in Path(seg["predictions_dir"]).glob("*.nii.gz")] == [f"{UNLABELLED}.nii.gz"]
+    assert st["validate"]["outputs"]["summary"]["usable"] == {"images": 12, "segmentation": 11, "rfs": 12, "dm": 12}
     assert rfs["n_predictions"] == 12 and {r["model"] for r in rfs["ablation"]} == {"clinical-only", "image-only", "fusion"}
-    assert "masks from labels" in dm["setting"] and dm["n_patients"] == 12
+    assert "masks from labels" in dm["setting"] and dm["n_patients"] == 11
+    assert any(UNLABELLED in str(e) for e in dm["errors"])  # reported, not silently dropped
     preds = json.loads(Path(rfs["predictions_json"]).read_text())
     assert {"PatientID", "Prediction"} == set(preds[0])
 

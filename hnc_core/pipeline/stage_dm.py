@@ -19,7 +19,7 @@ def _mask_dir(ctx: StageContext) -> Path | None:
     if ctx.options.dm_masks == "label":
         return None
     seg = ctx.outputs.get("segmentation")
-    if not seg or not Path(seg.get("predictions_dir", "")).is_dir():
+    if not seg or not seg.get("predictions_dir") or not Path(seg["predictions_dir"]).is_dir():
         raise StageError("--dm-masks predicted needs a finished segmentation stage with predictions")
     return Path(seg["predictions_dir"])
 

@@ -77,17 +77,19 @@ def run(ctx: StageContext) -> dict:
                     "GTVn aggregated DSC": summary["hecktor_aggregated_dsc_gtvn"],
                     "GTVn detection F1 (IoU>0.3)": summary["gtvn_detection"]["f1"]},
         "summary_json": str(seg / "evaluation" / "summary.json"),
-        "validation_predictions": str(val_pred), "predictions_dir": str(pred_all), "overlays": overlays,
+        "validation_predictions": str(val_pred), "predictions_dir": str(pred_all) if pred_all else None,
+        "overlays": overlays,
     }
 
 
-def _predict_all(ctx: StageContext, raw: Path, seg: Path, env: dict, trainer: str, plans: str) -> Path:
-    """Predict every converted case (train + test) into one folder named <PatientID>.nii.gz, for the DM
-    stage's --dm-masks predicted option. Training cases are in-sample: only the fold's validation cases
-    are used for the metrics."""
+def _predict_all(ctx: StageContext, raw: Path, seg: Path, env: dict, trainer: str, plans: str) -> Path | None:
+    """Predict the unlabelled cases (imagesTs) and, for ``--dm-masks predicted``, the labelled ones too,
+    into one folder of <PatientID>.nii.gz. Labelled cases are in-sample for the model: the metrics use
+    only the fold's held-out validation cases. Returns None when there is nothing to predict."""
+    subs = ["imagesTs"] + (["imagesTr"] if ctx.options.dm_masks == "predicted" else [])
     inp = seg / "predict_input"
     inp.mkdir(exist_ok=True)
-    for sub in ("imagesTr", "imagesTs"):
+    for sub in subs:
         for f in sorted((raw / sub).glob("*.nii.gz")) if (raw / sub).is_dir() else []:
             dst = inp / f.name
             if not dst.exists():
@@ -95,6 +97,8 @@ def _predict_all(ctx: StageContext, raw: Path, seg: Path, env: dict, trainer: st
                     dst.symlink_to(f.resolve())
                 except OSError:
                     shutil.copyfile(f, dst)
+    if not any(inp.iterdir()):
+        return None
     out = seg / "predictions"
     ctx.run("segmentation", [venv_script("nnUNetv2_predict"), "-i", str(inp), "-o", str(out), "-d", str(DATASET_ID),
                              "-c", "3d_fullres", "-f", str(ctx.options.seg_fold), "-tr", trainer, "-p", plans,
