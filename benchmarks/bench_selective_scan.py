@@ -86,7 +86,7 @@ def compare(length: int, backward: bool, repeats: int) -> None:
 
     t_ref, c_ref, m_ref, f_ref = measure("reference", length, backward, 1 if backward else repeats)
     t_new, c_new, m_new, f_new = measure("portable", length, backward, repeats)
-    r_ref, r_new = torch.load(f_ref), torch.load(f_new)
+    r_ref, r_new = torch.load(f_ref, weights_only=True), torch.load(f_new, weights_only=True)
     os.remove(f_ref), os.remove(f_new)
     errs = [_rel(r_new["out"], r_ref["out"])]
     if backward:

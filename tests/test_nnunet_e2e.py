@@ -115,9 +115,13 @@ def test_training_found_trainer_without_env_and_finished(pipeline):
     assert (res_dir / "checkpoint_final.pth").exists()
     log = "".join(p.read_text() for p in res_dir.glob("training_log_*.txt"))
     assert "HecMamba: AdamW" in log and "Epoch 1" in log
+    import numpy as np
     import torch
 
-    ckpt = torch.load(res_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    # nnU-Net checkpoints hold numpy scalars/dtypes besides tensors: allow exactly those, weights-only
+    safe = [np._core.multiarray.scalar, np.dtype, *{type(np.dtype(t)) for t in ("float32", "float64", "int64")}]
+    with torch.serialization.safe_globals(safe):
+        ckpt = torch.load(res_dir / "checkpoint_final.pth", map_location="cpu", weights_only=True)
     assert any(k.endswith("mamba.A_log") for k in ckpt["network_weights"])
     assert ckpt["trainer_name"] == TRAINER
 
