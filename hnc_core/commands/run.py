@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tumour masks for the DM model: ground-truth labels or HecMamba predictions")
     p.add_argument("--image-size", type=int, default=32,
                    help="side of the RFS and DM image crops in voxels (paper: 96; CPU demo: 32)")
-    p.add_argument("--max-epochs", type=int, default=6, help="epochs per fold for the RFS and DM networks")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="epochs per fold for the RFS and DM networks (default: RFS 20 with the frozen backbone, DM 2)")
     p.add_argument("--n-folds", type=int, default=5, help="cross-validation folds of the RFS and DM models")
     p.add_argument("--train-backbone", action="store_true",
                    help="train the RFS ResNet-18 end to end (default on CPU: frozen backbone features)")
@@ -46,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(
         seg_schedule="full" if args.full_schedule else "cpu", dm_masks=args.dm_masks,
         rfs_image_size=args.image_size, dm_image_size=args.image_size,
-        rfs_max_epochs=args.max_epochs, dm_max_epochs=args.max_epochs,
+        **({"rfs_max_epochs": args.max_epochs, "dm_max_epochs": args.max_epochs} if args.max_epochs else {}),
         workers=args.workers, device=args.device, skip=tuple(args.skip), seg_trainer=args.seg_trainer,
         n_folds=args.n_folds, radiomics_params=args.radiomics_params, freeze_backbone=not args.train_backbone,
     )

@@ -27,9 +27,11 @@ class RunOptions:
     seg_trainer: str | None = None   # override the schedule's trainer (any nnU-Net trainer class name)
     dm_masks: str = "label"          # "label" or "predicted" (HecMamba predictions)
     rfs_image_size: int = 32
-    rfs_max_epochs: int = 6
+    rfs_max_epochs: int = 20        # frozen-backbone head training is cheap (~1 min for 40 patients)
+    rfs_learning_rate: float = 1e-3
     dm_image_size: int = 32
-    dm_max_epochs: int = 6
+    dm_max_epochs: int = 2          # Swin image-branch epochs per fold (CPU budget)
+    dm_window_size: int = 4         # Swin window; 4 suits 32³ crops (7 only adds padding there)
     radiomics_params: str | None = None  # None: the shipped 1,502-feature/region config; "fast": 107 original
     n_folds: int = 5
     freeze_backbone: bool = True     # CPU budget: frozen ResNet-18 features for RFS

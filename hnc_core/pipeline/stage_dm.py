@@ -48,7 +48,8 @@ def run(ctx: StageContext) -> dict:
     mask_dir = _mask_dir(ctx)
     common = {"dataset_dir": ctx.cohort_dir, "mask_dir": mask_dir, "radiomics_cache": d / "radiomics_cache",
               "workers": opt.workers, "progress": False}
-    sizes = {"image_size": opt.dm_image_size, "max_epochs": opt.dm_max_epochs, "n_folds": opt.n_folds}
+    sizes = {"image_size": opt.dm_image_size, "max_epochs": opt.dm_max_epochs, "n_folds": opt.n_folds,
+             "window_size": opt.dm_window_size}
     ctx.run("dm", bundle_run(BUNDLE, "train", **common, **sizes, radiomics_params=opt.radiomics_params,
                              output_dir=d / "train", model_dir=d / "models"))
     res = run_analysis(ctx.cohort_dir, d / "analysis", radiomics_cache=d / "radiomics_cache", mask_dir=mask_dir,
@@ -58,7 +59,8 @@ def run(ctx: StageContext) -> dict:
     if not pred_json.is_file() or not json.loads(pred_json.read_text()):
         raise StageError(f"DM inference wrote no predictions ({pred_json})")
     return {
-        "setting": (f"{opt.n_folds}-fold cross-validation, CT crops {opt.dm_image_size}³, {opt.dm_max_epochs} epochs, "
+        "setting": (f"{opt.n_folds}-fold cross-validation, CT crops {opt.dm_image_size}³, Swin window "
+                    f"{opt.dm_window_size}, {opt.dm_max_epochs} image-branch epochs, "
                     f"masks from {'HecMamba predictions' if mask_dir else 'labels'}, {res['radiomics_features_per_patient']} "
                     f"radiomics features per patient before selection"),
         "ablation": _ablation_rows(res["ablation"]), "subgroups": _subgroup_rows(res["subgroups"]),

@@ -33,7 +33,8 @@ def run(ctx: StageContext) -> dict:
     models, cache = d / "models", d / "cache"
     common = {"dataset_dir": ctx.cohort_dir, "cache_dir": cache, "image_size": opt.rfs_image_size}
     ctx.run("rfs", bundle_run(BUNDLE, "train", **common, models_dir=models, max_epochs=opt.rfs_max_epochs,
-                              n_folds=opt.n_folds, freeze_backbone=opt.freeze_backbone, progress=False))
+                              n_folds=opt.n_folds, freeze_backbone=opt.freeze_backbone,
+                              learning_rate=opt.rfs_learning_rate, progress=False))
     man = load_manifest(models)
     oof = man["oof"]
     y, risk = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
@@ -42,6 +43,7 @@ def run(ctx: StageContext) -> dict:
     abl = run_ablations(ctx.cohort_dir, d / "ablation", image_size=opt.rfs_image_size,
                         max_epochs=opt.rfs_max_epochs, n_folds=opt.n_folds, modes=("clinical", "image"),
                         holdout_fraction=0.0, freeze_backbone=opt.freeze_backbone, n_boot=opt.n_boot,
+                        lr=opt.rfs_learning_rate,
                         cache_dir=cache, progress=False)
     rows = [_row(f"{m}-only", abl["modes"][m]["oof"]) for m in ("clinical", "image")] + [_row("fusion", fusion)]
     km = km_plot(y, risk, d / "km_oof.png", title="RFS by out-of-fold predicted risk (median split)")
