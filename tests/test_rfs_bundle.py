@@ -6,7 +6,6 @@ checksums, TorchScript export)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess

@@ -8,7 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
-from hnc_core.pipeline.context import RunOptions, StageContext, StageError
+from hnc_core.pipeline.context import RunOptions, StageContext
 from hnc_core.pipeline.state import RunState
 
 log = logging.getLogger("hnc_core.pipeline")
@@ -55,7 +55,7 @@ def run_pipeline(cohort_dir: str | Path, out_dir: str | Path, options: RunOption
         t0 = time.perf_counter()
         try:
             outputs = importlib.import_module(module).run(ctx)
-        except (StageError, Exception) as exc:  # noqa: BLE001 - a failed stage must not lose the others
+        except Exception as exc:  # noqa: BLE001 - a failed stage must not lose the others
             dt = time.perf_counter() - t0
             log.error("stage %s failed: %s", name, exc)
             log.debug("%s", traceback.format_exc())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from torch import nn
 
 from nnunet_plugins.networks.hecmamba import HecMambaNoMamba
 from nnunet_plugins.trainers.build import make_builder

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 import multiprocessing as mp
 
