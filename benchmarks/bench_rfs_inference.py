@@ -11,10 +11,11 @@ forwards, and the naive path (whole-volume 1 mm resample, crop, resize) vs the o
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import time
 from pathlib import Path
+
+from _fresh_process import run_in_fresh_process  # sibling module: benchmarks/ is on sys.path
 
 import torch
 
@@ -45,13 +46,7 @@ def _path_worker(kind: str, ct_path: str, pet_path: str, size: int, q) -> None:
 
 
 def _in_fresh_process(kind, ct, pet, size):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_path_worker, args=(kind, ct, pet, size, q))
-    p.start()
-    res = q.get()
-    p.join()
-    return res
+    return run_in_fresh_process(_path_worker, kind, ct, pet, size)
 
 
 def main() -> None:

@@ -12,10 +12,11 @@ gradients agree (max |a-b| / max |b|).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import resource
 import time
+
+from _fresh_process import run_in_fresh_process  # sibling module: benchmarks/ is on sys.path
 
 BATCH, D_INNER, D_STATE = 2, 384, 16
 
@@ -68,13 +69,7 @@ def _worker(impl: str, length: int, backward: bool, repeats: int, queue) -> None
 
 
 def measure(impl: str, length: int, backward: bool, repeats: int):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_worker, args=(impl, length, backward, repeats, q))
-    p.start()
-    res = q.get()
-    p.join()
-    return res
+    return run_in_fresh_process(_worker, impl, length, backward, repeats)
 
 
 def _rel(a, b) -> float:
