@@ -48,3 +48,16 @@ def test_no_uptake_region_warns_and_falls_back(tiny_cohort):
     with pytest.warns(CropRegionWarning):
         x, meta = PetGuidedCropResample(16)(ct, pet, pid)
     assert x.shape == (2, 16, 16, 16) and not meta["crop_region_found"]
+
+
+def test_ct_read_in_stored_type_gives_the_float32_result(tiny_cohort):
+    from survival_head.rfs.transforms import LoadPetCtd
+
+    pid = sorted(p.name for p in tiny_cohort.iterdir() if p.is_dir())[2]
+    p = _paths(tiny_cohort, pid)
+    d = LoadPetCtd(("ct", "pet"))(p)
+    assert d["ct"].GetPixelID() == sitk.sitkInt16 and d["pet"].GetPixelID() == sitk.sitkFloat32
+    f32 = {k: sitk.ReadImage(p[k], sitk.sitkFloat32) for k in ("ct", "pet")}
+    native, _ = PetGuidedCropResample(32)(d["ct"], d["pet"], pid)
+    ref, _ = PetGuidedCropResample(32)(f32["ct"], f32["pet"], pid)
+    assert np.allclose(native, ref, atol=1e-3), float(np.abs(native - ref).max())

@@ -204,3 +204,23 @@ def test_inner_split_is_disjoint_stratified_and_falls_back():
     assert sum(ev[i] for i in stop) == 4  # half of the early-stopping part are events, as in the fold
     assert inner_split(ids, event, 0.0) == (ids, [])
     assert inner_split(ids[:4], np.array([1, 0, 0, 0]), 0.5) == (ids[:4], [])
+
+
+def test_modality_dropout_blanks_one_branch_per_sample_in_training_only():
+    from survival_head.rfs.network import FusedFeatureExtractor
+
+    torch.manual_seed(0)
+    net = FusedFeatureExtractor(n_clinical=5, modality_dropout=0.5)
+    net.fusion = torch.nn.Identity()  # expose the concatenated [image 512 | clinical 32] input of the fusion MLP
+    img, cli = torch.randn(400, 512) + 3.0, torch.randn(400, 5)
+    net.eval()
+    out = net.fuse(img, cli)
+    assert (out[:, :512].abs().sum(1) > 0).all()  # eval: nothing blanked
+    net.train()
+    out = net.fuse(img, cli)
+    img_off, cli_off = out[:, :512].abs().sum(1) == 0, out[:, 512:].abs().sum(1) == 0
+    assert not (img_off & cli_off).any()  # never both branches
+    assert 0.15 < img_off.float().mean() < 0.35 and 0.15 < cli_off.float().mean() < 0.35  # ~p/2 each
+    with pytest.raises(ValueError, match="modality_dropout"):
+        FusedFeatureExtractor(n_clinical=5, modality_dropout=1.0)
+    torch.jit.script(FusedFeatureExtractor(n_clinical=5, modality_dropout=0.3))  # still exportable

@@ -41,7 +41,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                   freeze_backbone: bool = False, lr: float = 3e-4, seed: int = 0, n_boot: int = 500,
                   cache_dir: str | Path | None = None, progress: bool = True, clinical_set: str = "paper+hpv",
                   dropout: float = 0.3, weight_decay: float = 1e-4, pretrain_clinical: bool = False,
-                  inner_val_fraction: float = 0.2) -> dict:
+                  inner_val_fraction: float = 0.2, modality_dropout: float = 0.0) -> dict:
     """Train and score each mode; write ``out_dir/ablation.json`` and return it.
 
     Result: ``{"settings", "oracle_c": {"oof", "test"}, "failures", "modes": {mode: {"oof": report,
@@ -57,7 +57,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                         "batch_size": batch_size, "n_folds": n_folds, "holdout_fraction": holdout_fraction,
                         "freeze_backbone": freeze_backbone, "lr": lr, "seed": seed, "clinical_set": clinical_set,
                         "dropout": dropout, "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
-                        "inner_val_fraction": inner_val_fraction},
+                        "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout},
            "oracle_c": {"oof": oracle_cindex(cohort_dir, tr_ids, y_tr)}, "failures": data.failures, "modes": {}}
     if te_ids:
         res["oracle_c"]["test"] = oracle_cindex(cohort_dir, te_ids, data.outcome(te_ids))
@@ -68,7 +68,8 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
         man = train_folds(cohort_dir, mdir, image_size, max_epochs, batch_size, n_folds, mode, lr, seed,
                           freeze_backbone=freeze_backbone, cache_dir=cache_dir, progress=progress, ids=tr_ids,
                           clinical_set=clinical_set, dropout=dropout, weight_decay=weight_decay,
-                          pretrain_clinical=pretrain_clinical, inner_val_fraction=inner_val_fraction)
+                          pretrain_clinical=pretrain_clinical, inner_val_fraction=inner_val_fraction,
+                          modality_dropout=modality_dropout)
         oof = man["oof"]
         y_oof, r_oof = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
         entry = {"oof": survival_report(y_oof, r_oof, y_oof, r_oof, n_boot, seed),
@@ -129,12 +130,14 @@ def main(argv=None) -> int:
     p.add_argument("--n-boot", type=int, default=500)
     p.add_argument("--pretrain-clinical", action="store_true")
     p.add_argument("--inner-val-fraction", type=float, default=0.2)
+    p.add_argument("--modality-dropout", type=float, default=0.0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     res = run_ablations(a.cohort_dir, a.out_dir, a.image_size, a.max_epochs, a.batch_size, a.n_folds,
                         tuple(a.modes), a.holdout_fraction, a.freeze_backbone, a.lr, a.seed, a.n_boot,
                         clinical_set=a.clinical_set, dropout=a.dropout, weight_decay=a.weight_decay,
-                        pretrain_clinical=a.pretrain_clinical, inner_val_fraction=a.inner_val_fraction)
+                        pretrain_clinical=a.pretrain_clinical, inner_val_fraction=a.inner_val_fraction,
+                        modality_dropout=a.modality_dropout)
     print(format_table(res))
     return 0
 

@@ -18,6 +18,9 @@ class FusedFeatureExtractor(nn.Module):
     in_channels : image channels (CT, PET) = 2.
     clinical_dim, fused_dim : widths of the clinical embedding (32) and the fused features (128).
     dropout : dropout in the clinical and fusion MLPs.
+    modality_dropout : probability, per training sample, of blanking one whole branch (image or clinical,
+        never both) before the fusion MLP, so the fused features cannot lean on the wide image branch
+        alone (ModDrop, Neverova et al. 2016). Inactive in eval mode.
     mode : ``"fusion"`` (both inputs), ``"image"`` (clinical branch zeroed) or ``"clinical"``
         (image branch skipped) - the three rows of the paper's ablation table.
 
@@ -31,11 +34,14 @@ class FusedFeatureExtractor(nn.Module):
     """
 
     def __init__(self, n_clinical: int, in_channels: int = 2, clinical_dim: int = 32, fused_dim: int = 128,
-                 dropout: float = 0.3, mode: str = "fusion"):
+                 dropout: float = 0.3, mode: str = "fusion", modality_dropout: float = 0.0):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        self.modality_dropout = float(modality_dropout)
         self.use_image = mode != "clinical"
         self.use_clinical = mode != "image"
         self.image_dim = 512
@@ -77,6 +83,10 @@ class FusedFeatureExtractor(nn.Module):
         img = (image_features - self.image_mean) / self.image_scale
         if not self.use_image:
             img = torch.zeros_like(img)
+        if self.training and self.modality_dropout > 0.0 and self.use_image and self.use_clinical:
+            u = torch.rand(img.shape[0], 1, device=img.device)
+            img = img * (u >= self.modality_dropout / 2).to(img.dtype)  # blank the image branch
+            cli = cli * (u < 1.0 - self.modality_dropout / 2).to(cli.dtype)  # or the clinical one
         return self.fusion(torch.cat([img, cli], dim=1))
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:

@@ -43,13 +43,22 @@ class CropRegionWarning(UserWarning):
 
 
 class LoadPetCt(Transform):
-    """Read one NIfTI file with SimpleITK (keeps origin/spacing/direction), as float32."""
+    """Read one NIfTI file with SimpleITK (keeps origin/spacing/direction).
+
+    ``as_float32=False`` keeps the stored pixel type (CT is int16 HU): the full-size CT is then never
+    converted as a whole; :func:`resample_onto` casts only the region under the crop box.
+    """
+
+    def __init__(self, as_float32: bool = True):
+        self.as_float32 = as_float32
 
     def __call__(self, path: str, patient_id: str = "?"):
         import SimpleITK as sitk
 
         try:
-            return sitk.ReadImage(str(path), sitk.sitkFloat32)
+            if self.as_float32:
+                return sitk.ReadImage(str(path), sitk.sitkFloat32)
+            return sitk.ReadImage(str(path))
         except Exception as exc:  # noqa: BLE001 - SimpleITK raises RuntimeError with a long text
             first = str(exc).strip().splitlines()
             detail = next((ln.strip() for ln in first if "rror" in ln), first[0] if first else "")
@@ -59,16 +68,22 @@ class LoadPetCt(Transform):
 
 
 class LoadPetCtd(MapTransform):
-    """Dict wrapper of :class:`LoadPetCt`; ``data["id"]`` (if present) names the patient in errors."""
+    """Dict wrapper of :class:`LoadPetCt`; ``data["id"]`` (if present) names the patient in errors.
 
-    def __init__(self, keys: KeysCollection = ("ct", "pet"), allow_missing_keys: bool = False):
+    ``native_keys`` keep their stored pixel type (default: the CT, int16 HU), which saves converting the
+    whole 512 x 512 x 200 CT to float32. (Reading CT and PET in two threads was measured slower: 0.52 s
+    vs 0.27 s serial on 2 cores.)
+    """
+
+    def __init__(self, keys: KeysCollection = ("ct", "pet"), allow_missing_keys: bool = False,
+                 native_keys: Sequence[str] = ("ct",)):
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadPetCt()
+        self.native_keys = set(native_keys)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.loader(d[key], str(d.get("id", "?")))
+            d[key] = LoadPetCt(as_float32=key not in self.native_keys)(d[key], str(d.get("id", "?")))
         return d
 
 
@@ -156,6 +171,8 @@ def resample_onto(img, ref, default: float, antialias: bool = True):
     if antialias and (sigma > 0.25 * in_sp).any():
         src = _roi_under(img, ref, margin_mm=3 * sigma + 2 * in_sp)
         if src is not None:
+            if src.GetPixelID() != sitk.sitkFloat32:  # smooth in float, never in the stored integer type
+                src = sitk.Cast(src, sitk.sitkFloat32)
             g = sitk.SmoothingRecursiveGaussianImageFilter()
             g.SetSigma([float(max(s, 1e-3)) for s in sigma])
             src = g.Execute(src)

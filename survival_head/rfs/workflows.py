@@ -35,10 +35,11 @@ MANIFEST = "manifest.json"
 
 
 def build_network(n_clinical: int | None = None, mode: str = "fusion", seed: int = 0, dropout: float = 0.3,
-                  clinical_set: str = DEFAULT_CLINICAL_SET) -> FusedFeatureExtractor:
+                  clinical_set: str = DEFAULT_CLINICAL_SET, modality_dropout: float = 0.0) -> FusedFeatureExtractor:
     """The RFS network with a seeded initialisation (F from ``clinical_set`` unless ``n_clinical`` is given)."""
     torch.manual_seed(seed)
-    return FusedFeatureExtractor(n_clinical or n_clinical_for(clinical_set), mode=mode, dropout=dropout)
+    return FusedFeatureExtractor(n_clinical or n_clinical_for(clinical_set), mode=mode, dropout=dropout,
+                                 modality_dropout=modality_dropout)
 
 
 def _fold_tensors(data: LoadedCohort, ids: list[str], enc: ClinicalEncoder, feats: dict | None) -> dict:
@@ -75,7 +76,8 @@ def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
 
 def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
                     feats: dict | None, clinical_set: str, dropout: float,
-                    pretrain_clinical: bool = False, inner_val_fraction: float = 0.2) -> tuple[dict, np.ndarray, np.ndarray]:
+                    pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
+                    modality_dropout: float = 0.0) -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit encoder (training rows only), network, downstream model of fold ``k``; save them.
 
     The network's best epoch is chosen on an inner part (``inner_val_fraction``) of the fold's training
@@ -88,7 +90,8 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     fit_ids, stop_ids = inner_split(fold["train"], data.outcome(fold["train"])["event"], inner_val_fraction, cfg.seed + k)
     fit, stop = (_fold_tensors(data, fit_ids, enc, feats), _fold_tensors(data, stop_ids, enc, feats)) if stop_ids \
         else (tr, va)
-    net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set)
+    net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set,
+                        modality_dropout=modality_dropout)
     if cfg.freeze_backbone:  # fixed backbone: standardise its outputs with the training patients' statistics
         net.set_image_standardisation(tr["image_features"])
     if pretrain_clinical and net.use_clinical and net.use_image:
@@ -116,7 +119,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 device: str = "cpu", freeze_backbone: bool = False, cache_dir: str | Path | None = None,
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
                 clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4,
-                pretrain_clinical: bool = False, inner_val_fraction: float = 0.2) -> dict:
+                pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
+                modality_dropout: float = 0.0) -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
@@ -124,6 +128,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ``pretrain_clinical``: initialise the fusion network's clinical MLP from a clinical-only network of the fold.
     ``inner_val_fraction``: part of each fold's training patients used for early stopping (0 = stop on the
     fold's validation patients, which biases the out-of-fold C-index upwards).
+    ``modality_dropout``: per-sample probability of blanking one branch while training a fusion network.
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
@@ -140,7 +145,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ens, infos, oof = RiskEnsemble(), [], {}
     for k, fold in enumerate(folds):
         info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout,
-                                           pretrain_clinical, inner_val_fraction)
+                                           pretrain_clinical, inner_val_fraction, modality_dropout)
         ens.add_fold(r_tr, info["val_cindex"])
         oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
         infos.append(info)
@@ -150,7 +155,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
         "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                          "freeze_backbone": freeze_backbone, "n_folds": n_folds, "dropout": dropout,
                          "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
-                         "inner_val_fraction": inner_val_fraction},
+                         "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout},
         "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
