@@ -115,3 +115,23 @@ def test_selection_and_encoding_are_fitted_inside_folds(tmp_path_factory):
         assert enc.medians_["Age"] == pytest.approx(float(np.nanmedian(age_tr)))
     p = cv["oof"]["radiomics+clinical"]
     assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+
+
+def test_head_epochs_are_chosen_on_an_inner_split_of_the_training_rows():
+    from survival_head.dm.network import DMFusionNet
+    from survival_head.dm.training import DMConfig, head_epochs_by_inner_split, train_head
+
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    y = (torch.rand(n, generator=g) < 0.3).numpy().astype(int)
+    rad = torch.randn(n, 6, generator=g) + torch.as_tensor(y, dtype=torch.float32)[:, None] * 0.8
+    cfg = DMConfig(head_epochs=40, seed=0)
+    torch.manual_seed(0)
+    net = DMFusionNet(n_radiomics=6, n_clinical=0, use_image=False, use_clinical=False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    e = head_epochs_by_inner_split(net, None, rad, None, y, cfg)
+    assert 1 <= e <= 40
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # only a copy was trained
+    assert head_epochs_by_inner_split(net, None, rad, None, y, DMConfig(head_epochs=40, head_inner_val=0.0)) == 40
+    assert train_head(net, None, rad, None, y, cfg) == e  # the final fit uses the chosen count
+    assert not all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--scheduler", default=None)
     for k, typ in (("image_size", int), ("max_epochs", int), ("backbone", str), ("window_size", int),
-                   ("feature_size", int), ("deep_dim", int), ("lr", float), ("n_folds", int), ("seed", int), ("head_epochs", int), ("k", int)):
+                   ("feature_size", int), ("deep_dim", int), ("lr", float), ("n_folds", int), ("seed", int), ("head_epochs", int), ("head_inner_val", float), ("k", int)):
         ap.add_argument(f"--{k}", type=typ, default=None)
     a = vars(ap.parse_args(argv))
     res = run_analysis(a.pop("cohort_dir"), a.pop("out_dir"), **a)

@@ -3,8 +3,9 @@
 Stage 1 (image branch, end-to-end): encoder + projection + auxiliary head trained on the training
 patients' crops for ``max_epochs`` epochs (BCE with ``pos_weight = n_neg / n_pos``, left-right flips).
 Stage 2 (fusion): the encoder is frozen; the fusion MLP is trained full-batch on
-[deep embedding, 36 selected radiomics, clinical vector]. Selector and clinical encoder are fitted on
-the training rows only. Threshold: Youden on the training rows' predictions.
+[deep embedding, 36 selected radiomics, clinical vector], for a number of epochs chosen on an inner
+stratified 20 % of the training rows (``head_inner_val``; 0 = always ``head_epochs``). Selector and
+clinical encoder are fitted on the training rows only. Threshold: Youden on the training rows' predictions.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class DMConfig:
     lr: float = 3e-4
     head_epochs: int = 300
     head_lr: float = 3e-3
+    head_inner_val: float = 0.2
     weight_decay: float = 1e-2
     k: int = 36
     corr_threshold: float = 0.9
@@ -135,17 +137,57 @@ def embed(net: DMFusionNet, images: torch.Tensor, batch: int = 16) -> torch.Tens
     return torch.cat([net.encode(images[b:b + batch]) for b in range(0, len(images), batch)])
 
 
-def train_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig) -> None:
-    """Stage 2: full-batch training of the fusion MLP only (encoder frozen)."""
+def _fit_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig, epochs: int,
+              val: tuple | None = None) -> list[float]:
+    """Full-batch AdamW on the fusion MLP for ``epochs``; returns the AUC on ``val`` after each epoch."""
+    from sklearn.metrics import roc_auc_score
+
     opt = torch.optim.AdamW(net.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y))
     yt = torch.as_tensor(y, dtype=torch.float32)
-    net.train()
-    for _ in range(cfg.head_epochs):
+    aucs = []
+    for _ in range(epochs):
+        net.train()
         opt.zero_grad()
         loss_fn(net.fuse(deep, rad, clin), yt).backward()
         opt.step()
+        if val is not None:
+            net.eval()
+            with torch.no_grad():
+                aucs.append(float(roc_auc_score(val[3], net.fuse(*val[:3]).numpy())))
     net.eval()
+    return aucs
+
+
+def head_epochs_by_inner_split(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig) -> int:
+    """Number of head epochs (1..``head_epochs``) with the best AUC on an inner stratified part
+    (``head_inner_val``) of the training rows; a copy of ``net`` is trained, ``net`` is left untouched.
+
+    Full-batch training of the head on ~100 patients overfits within tens of epochs; this picks the
+    stopping point from the training fold only (the fold's test patients are never seen).
+    """
+    import copy
+
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y).astype(int)
+    idx = np.arange(len(y))
+    if cfg.head_inner_val <= 0 or min(y.sum(), len(y) - y.sum()) < 4:
+        return cfg.head_epochs
+    fit, val = train_test_split(idx, test_size=cfg.head_inner_val, stratify=y, random_state=cfg.seed)
+    pick = (lambda t, i: None if t is None else t[torch.as_tensor(i)])
+    trial = copy.deepcopy(net)
+    aucs = _fit_head(trial, pick(deep, fit), pick(rad, fit), pick(clin, fit), y[fit], cfg, cfg.head_epochs,
+                     (pick(deep, val), pick(rad, val), pick(clin, val), y[val]))
+    smooth = np.convolve(aucs, np.ones(5) / 5, mode="same")  # the inner part is small: smooth over 5 epochs
+    return int(np.argmax(smooth)) + 1
+
+
+def train_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig) -> int:
+    """Stage 2: full-batch training of the fusion MLP only (encoder frozen); returns the epochs used."""
+    epochs = head_epochs_by_inner_split(net, deep, rad, clin, y, cfg)
+    _fit_head(net, deep, rad, clin, y, cfg, epochs)
+    return epochs
 
 
 @dataclass
@@ -232,8 +274,9 @@ def fit_fold(data: DMData, train_idx, cfg: DMConfig, modality_sets, progress=Fal
             net.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("head.")},
                                 strict=False)
             d = deep_tr
-        train_head(net, d, r, c, tr.y, cfg)
-        fitted = FittedDM(cfg, tuple(mods), net, sel, enc, info={"in_channels": in_ch, "n_train": len(tr.ids)})
+        epochs = train_head(net, d, r, c, tr.y, cfg)
+        fitted = FittedDM(cfg, tuple(mods), net, sel, enc, info={"in_channels": in_ch, "n_train": len(tr.ids),
+                                                                 "head_epochs_used": epochs})
         fitted.threshold = youden_threshold(tr.y, fitted.predict_proba(tr, d))
         out["+".join(mods)] = fitted
     return out, base
