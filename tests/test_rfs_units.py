@@ -224,3 +224,19 @@ def test_modality_dropout_blanks_one_branch_per_sample_in_training_only():
     with pytest.raises(ValueError, match="modality_dropout"):
         FusedFeatureExtractor(n_clinical=5, modality_dropout=1.0)
     torch.jit.script(FusedFeatureExtractor(n_clinical=5, modality_dropout=0.3))  # still exportable
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ablation_fusion_differences_give_a_95_percent_interval_for_any_seed(seed):
+    """Regression: the seed was once passed positionally into ``alpha`` (seed 1 gave low == high)."""
+    from survival_head.rfs.ablation import fusion_differences
+
+    rng = np.random.default_rng(seed)
+    n = 150
+    x = rng.normal(size=n)
+    t_ev = rng.exponential(1000 / np.exp(x))
+    y = Surv.from_arrays(t_ev <= 1500, np.minimum(t_ev, 1500))
+    risks = {"fusion": {"oof": x + rng.normal(size=n)}, "image": {"oof": rng.normal(size=n)}}
+    d = fusion_differences(risks, y, None, n_boot=300, seed=seed)["image"]["oof"]
+    assert d["ci_low"] < d["estimate"] < d["ci_high"]
+    assert 0.05 < d["ci_high"] - d["ci_low"] < 0.4  # a 95 % interval, neither a point nor min..max

@@ -31,12 +31,15 @@ def harrell_c_ci(y, risk, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
     return {"estimate": est, "ci_low": lo, "ci_high": hi, "n_boot": n_boot}
 
 
-def harrell_c_difference_ci(y, risk_a, risk_b, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict:
+def harrell_c_difference_ci(y, risk_a, risk_b, n_boot: int = 1000, *, alpha: float = 0.05, seed: int = 0) -> dict:
     """C(risk_a) - C(risk_b) on the same patients with a paired percentile bootstrap (1 - alpha) CI.
 
     Each resample draws patients once and scores both risks on it, so the CI accounts for the
     correlation of two models evaluated on one cohort. Resamples without an event are skipped.
+    ``alpha`` and ``seed`` are keyword-only (a seed passed positionally once became ``alpha``).
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     event, time = _unpack(y)
     a, b = np.asarray(risk_a, float), np.asarray(risk_b, float)
     est = harrell_c(y, a) - harrell_c(y, b)

@@ -98,10 +98,11 @@ def fusion_differences(risks: dict, y_oof, y_test, n_boot: int, seed: int) -> di
         return {}
     out = {}
     for mode in (m for m in risks if m != "fusion"):
-        out[mode] = {"oof": harrell_c_difference_ci(y_oof, risks["fusion"]["oof"], risks[mode]["oof"], n_boot, seed)}
+        out[mode] = {"oof": harrell_c_difference_ci(y_oof, risks["fusion"]["oof"], risks[mode]["oof"], n_boot,
+                                                     seed=seed)}
         if y_test is not None:
             out[mode]["test"] = harrell_c_difference_ci(y_test, risks["fusion"]["test"], risks[mode]["test"],
-                                                        n_boot, seed)
+                                                        n_boot, seed=seed)
     return out
 
 
