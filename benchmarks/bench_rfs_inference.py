@@ -59,7 +59,8 @@ def _path_worker(kind: str, ct_path: str, pet_path: str, size: int, q) -> None:
         naive_preprocess(ct, pet, size)
     else:
         NormalizePetCt()(PetGuidedCropResample(size)(ct, pet)[0])
-    q.put((time.perf_counter() - t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    q.put((time.perf_counter() - t, (peak - base) / 1024, peak / 1024))
 
 
 def _in_fresh_process(kind, ct, pet, size):
@@ -86,6 +87,10 @@ def main() -> None:
         generate_cohort(cohort, n=a.n, seed=5, size="full")
     pids = sorted(p.name for p in cohort.iterdir() if (p / f"{p.name}__CT.nii.gz").is_file())[: a.n]
     S = a.size
+    # memory first, while this process is small: a child's ru_maxrss starts from the parent's at fork
+    ctp0, petp0 = (str(cohort / pids[0] / f"{pids[0]}__{m}.nii.gz") for m in ("CT", "PT"))
+    nt, nm, na = _in_fresh_process("naive", ctp0, petp0, S)
+    ot, om, oa = _in_fresh_process("one", ctp0, petp0, S)
     print(f"threads={torch.get_num_threads()} image_size={S} patients={len(pids)}")
     read_t, prep_t, images = [], [], []
     load = LoadPetCtd(("ct", "pet"))  # the pipeline's reader: CT in its stored type, CT and PET concurrently
@@ -133,11 +138,10 @@ def main() -> None:
 
     w, _ = _timeit(whole, a.repeats)
     print(f"whole inference (read+preprocess+5 folds+ensemble): {w:.3f} s = {w / bare:.2f}x the bare 5 forwards")
-    nt, nm = _in_fresh_process("naive", ctp, petp, S)
-    ot, om = _in_fresh_process("one", ctp, petp, S)
-    print(f"naive path (1 mm whole-volume resample, crop, resize): {nt:.3f} s, +{nm:.0f} MiB peak RSS")
-    print(f"one-resampling path: {ot:.3f} s, +{om:.0f} MiB peak RSS")
-    print(f"ratio naive/one: time {nt / ot:.1f}x, memory {nm / max(om, 1):.1f}x")
+    print(f"naive path (1 mm whole-volume resample, crop, resize): {nt:.3f} s, peak RSS {na:.0f} MiB "
+          f"(+{nm:.0f} MiB above the peak after reading)")
+    print(f"one-resampling path: {ot:.3f} s, peak RSS {oa:.0f} MiB (+{om:.0f} MiB above the peak after reading)")
+    print(f"ratio naive/one: time {nt / ot:.1f}x, process peak RSS {na / oa:.1f}x")
 
 
 if __name__ == "__main__":
