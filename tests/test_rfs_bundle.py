@@ -210,3 +210,26 @@ def test_ensemble_with_shared_frozen_backbone_equals_full_forward_per_fold(train
         ref = model.predict(predict_risk(net, images, torch.from_numpy(encode_fixed(enc, data.clinical)), features=True))
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
     assert np.std(fold_risks[0]) > 0
+
+
+def test_multi_gpu_config_runs_ddp_under_torchrun_on_cpu(rfs_cohort, tmp_path):
+    """multi_gpu_train.json under torchrun with 2 processes (gloo on CPU), backbone trained with DDP:
+    one consistent model is written (rank 0 only), every fold's weights match the manifest checksum."""
+    import hashlib
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun not found next to the interpreter"
+    models = tmp_path / "models"
+    files = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29517", "-m", "monai.bundle", "run", "--config_file", files,
+           "--dataset_dir", str(rfs_cohort), "--models_dir", str(models), "--cache_dir", str(tmp_path / "cache"),
+           "--image_size", "16", "--max_epochs", "1", "--batch_size", "4", "--n_folds", "2", "--progress", "False"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    man = json.loads((models / "manifest.json").read_text())
+    assert len(man["folds"]) == 2 and man["train_config"]["freeze_backbone"] is False
+    for f in man["folds"]:
+        assert hashlib.sha256((models / f["weights"]).read_bytes()).hexdigest() == f["sha256"]
+    assert proc.stdout.count("fold 0: val C") + proc.stderr.count("fold 0: val C") == 2  # both ranks trained

@@ -102,9 +102,11 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
     c_val = harrell_c(data.outcome(fold["val"]), r_va)
     d = models_dir / f"fold{k}"
-    sha = save_weights(net.state_dict(), d / "network.pt")
-    enc.save(d / "clinical_encoder.json")
-    write_json_atomic(d / "survival_model.json", model.to_dict())
+    sha = None
+    if _is_writer():  # under torchrun only rank 0 writes: ranks may differ in BatchNorm buffers
+        sha = save_weights(net.state_dict(), d / "network.pt")
+        enc.save(d / "clinical_encoder.json")
+        write_json_atomic(d / "survival_model.json", model.to_dict())
     info = {"fold": k, "weights": f"fold{k}/network.pt", "sha256": sha, "encoder": f"fold{k}/clinical_encoder.json",
             "survival_model": f"fold{k}/survival_model.json", "n_train": len(fold["train"]),
             "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
@@ -160,8 +162,16 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
     }
-    write_json_atomic(models_dir / MANIFEST, manifest)
+    if _is_writer():
+        write_json_atomic(models_dir / MANIFEST, manifest)
     return manifest
+
+
+def _is_writer() -> bool:
+    """True outside ``torch.distributed`` and on rank 0: the one process that writes ``models_dir``."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _frozen_features(data: LoadedCohort, mode: str, seed: int, clinical_set: str) -> dict:
