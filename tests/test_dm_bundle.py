@@ -131,11 +131,9 @@ def test_multi_gpu_config_runs_ddp_under_torchrun_on_cpu(tmp_path_factory, tmp_p
     """multi_gpu_train.json under torchrun with 2 processes (gloo without CUDA): rank 0 writes the model,
     rank 1 only its own sub-folder; the saved model loads with its checksum."""
     cohort = shared_cohort(tmp_path_factory)
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    assert torchrun, "torchrun not found next to the interpreter"
     cfg = BUNDLE / "configs"
     files = f"['{cfg / 'train.json'}','{cfg / 'multi_gpu_train.json'}']"
-    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29519", "-m", "monai.bundle", "run", "--config_file", files,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m", "monai.bundle", "run", "--config_file", files,
            "--dataset_dir", str(cohort), "--output_dir", str(tmp_path / "train"), "--model_dir", str(tmp_path / "models"),
            "--radiomics_cache", str(tmp_path / "cache"), "--radiomics_params", "fast", "--image_size", "32",
            "--window_size", "4", "--feature_size", "6", "--max_epochs", "1", "--n_folds", "2", "--k", "12"]

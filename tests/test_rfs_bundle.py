@@ -216,13 +216,10 @@ def test_multi_gpu_config_runs_ddp_under_torchrun_on_cpu(rfs_cohort, tmp_path):
     """multi_gpu_train.json under torchrun with 2 processes (gloo on CPU), backbone trained with DDP:
     one consistent model is written (rank 0 only), every fold's weights match the manifest checksum."""
     import hashlib
-    import shutil
 
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    assert torchrun, "torchrun not found next to the interpreter"
     models = tmp_path / "models"
     files = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
-    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29517", "-m", "monai.bundle", "run", "--config_file", files,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "monai.bundle", "run", "--config_file", files,
            "--dataset_dir", str(rfs_cohort), "--models_dir", str(models), "--cache_dir", str(tmp_path / "cache"),
            "--image_size", "16", "--max_epochs", "1", "--batch_size", "4", "--n_folds", "2", "--progress", "False"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

@@ -79,11 +79,13 @@ class LoadPetCtd(MapTransform):
                  native_keys: Sequence[str] = ("ct",)):
         super().__init__(keys, allow_missing_keys)
         self.native_keys = set(native_keys)
+        self.native, self.float32 = LoadPetCt(as_float32=False), LoadPetCt(as_float32=True)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = LoadPetCt(as_float32=key not in self.native_keys)(d[key], str(d.get("id", "?")))
+            load = self.native if key in self.native_keys else self.float32
+            d[key] = load(d[key], str(d.get("id", "?")))
         return d
 
 
