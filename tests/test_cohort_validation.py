@@ -192,7 +192,7 @@ def test_collects_all_problems_or_stops_at_first(cohort_copy):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "hnc_core.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "hnc_petct.cli", *args], capture_output=True, text=True)
 
 
 def test_validate_cli_table_json_and_exit_codes(cohort_copy, tmp_path):

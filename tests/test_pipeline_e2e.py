@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hnc_core.pipeline.report import fmt
+from hnc_petct.pipeline.report import fmt
 
 BIN = Path(sys.executable).parent
 UNLABELLED = "HGJ-004"  # no relapse, no DM in the seed-2 cohort
@@ -95,7 +95,7 @@ def test_report_numbers_match_stage_outputs(main_job):
 
 @pytest.mark.slow
 def test_report_images_exist_and_render(main_job):
-    from hnc_core.pipeline.browser_check import find_chromium, probe_images
+    from hnc_petct.pipeline.browser_check import find_chromium, probe_images
 
     html = main_job["out"] / "report" / "index.html"
     srcs = re.findall(r"<img src='([^']+)'", html.read_text())

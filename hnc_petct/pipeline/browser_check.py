@@ -1,6 +1,6 @@
 """Open the report in headless Chromium: every referenced image must load and have a size.
 
-Used by the end-to-end test and by ``python -m hnc_core.pipeline.browser_check REPORT.html [--screenshot PNG]``.
+Used by the end-to-end test and by ``python -m hnc_petct.pipeline.browser_check REPORT.html [--screenshot PNG]``.
 """
 
 from __future__ import annotations

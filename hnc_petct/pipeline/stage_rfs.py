@@ -10,8 +10,8 @@ import json
 
 import numpy as np
 
-from hnc_core.pipeline.bundles import bundle_run
-from hnc_core.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.bundles import bundle_run
+from hnc_petct.pipeline.context import StageContext, StageError
 
 BUNDLE = "hecktor_rfs_fusion"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from hnc_core.cohort import load_cohort
-from hnc_core.commands.validate import format_report
+from hnc_petct.commands.validate import format_report
 from hnc_core.io import write_json_atomic, write_text_atomic
-from hnc_core.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.context import StageContext, StageError
 
 
 def run(ctx: StageContext) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hnc_core.pipeline.context import StageError, python_module
+from hnc_petct.pipeline.context import StageError, python_module
 
 
 def bundle_dir(name: str) -> Path:

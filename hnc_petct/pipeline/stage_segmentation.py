@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from hnc_core.pipeline.context import StageContext, StageError, venv_script
+from hnc_petct.pipeline.context import StageContext, StageError, venv_script
 
 DATASET_ID = 501
 DATASET = f"Dataset{DATASET_ID}_HECKTOR"
@@ -108,7 +108,7 @@ def _predict_all(ctx: StageContext, raw: Path, seg: Path, env: dict, trainer: st
 
 def _overlays(ctx: StageContext, val_pred: Path, seg: Path) -> list[str]:
     from hnc_core.cohort import load_cohort
-    from hnc_core.pipeline.figures import overlay_png
+    from hnc_petct.pipeline.figures import overlay_png
 
     cohort = load_cohort(ctx.cohort_dir, check_images=False)
     pngs = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hnc_core.pipeline.bundles import bundle_run
-from hnc_core.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.bundles import bundle_run
+from hnc_petct.pipeline.context import StageContext, StageError
 
 BUNDLE = "hnscc_distant_metastasis"
 

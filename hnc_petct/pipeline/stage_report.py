@@ -9,9 +9,9 @@ from importlib import metadata
 from pathlib import Path
 
 from hnc_core.io import write_text_atomic
-from hnc_core.pipeline.context import StageContext
-from hnc_core.pipeline.published import RFS_REFERENCE, SEG_REFERENCE
-from hnc_core.pipeline.report import Section, fmt, to_html, to_markdown
+from hnc_petct.pipeline.context import StageContext
+from hnc_petct.pipeline.published import RFS_REFERENCE, SEG_REFERENCE
+from hnc_petct.pipeline.report import Section, fmt, to_html, to_markdown
 
 PACKAGES = ["hnc-petct", "torch", "monai", "nnunetv2", "scikit-survival", "scikit-learn", "pyradiomics-bhklab",
             "SimpleITK", "numpy", "dask"]

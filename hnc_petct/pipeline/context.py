@@ -9,9 +9,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hnc_core.pipeline.state import RunState
+from hnc_petct.pipeline.state import RunState
 
-log = logging.getLogger("hnc_core.pipeline")
+log = logging.getLogger("hnc_petct.pipeline")
 
 
 class StageError(RuntimeError):

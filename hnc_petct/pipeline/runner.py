@@ -8,18 +8,18 @@ import time
 import traceback
 from pathlib import Path
 
-from hnc_core.pipeline.context import RunOptions, StageContext
-from hnc_core.pipeline.state import RunState
+from hnc_petct.pipeline.context import RunOptions, StageContext
+from hnc_petct.pipeline.state import RunState
 
-log = logging.getLogger("hnc_core.pipeline")
+log = logging.getLogger("hnc_petct.pipeline")
 
 # name -> module with ``run(ctx) -> dict`` (outputs). Order matters; names are CLI interface (--force).
 STAGES: dict[str, str] = {
-    "validate": "hnc_core.pipeline.stage_validate",
-    "segmentation": "hnc_core.pipeline.stage_segmentation",
-    "rfs": "hnc_core.pipeline.stage_rfs",
-    "dm": "hnc_core.pipeline.stage_dm",
-    "report": "hnc_core.pipeline.stage_report",
+    "validate": "hnc_petct.pipeline.stage_validate",
+    "segmentation": "hnc_petct.pipeline.stage_segmentation",
+    "rfs": "hnc_petct.pipeline.stage_rfs",
+    "dm": "hnc_petct.pipeline.stage_dm",
+    "report": "hnc_petct.pipeline.stage_report",
 }
 
 

@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from hnc_core.pipeline import run_pipeline
-    from hnc_core.pipeline.context import RunOptions
+    from hnc_petct.pipeline import run_pipeline
+    from hnc_petct.pipeline.context import RunOptions
 
     options = RunOptions(
         seg_schedule="full" if args.full_schedule else "cpu", dm_masks=args.dm_masks,

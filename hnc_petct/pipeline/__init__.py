@@ -4,6 +4,6 @@
 each stage lives in its own module and imports its model family lazily.
 """
 
-from hnc_core.pipeline.runner import STAGES, run_pipeline
+from hnc_petct.pipeline.runner import STAGES, run_pipeline
 
 __all__ = ["STAGES", "run_pipeline"]

@@ -14,11 +14,11 @@ import sys
 
 # name -> (module, one-line help). Names are public interface: scripts and docs rely on them.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("hnc_core.commands.synth", "write a synthetic HECKTOR-layout PET/CT cohort with known ground truth"),
-    "validate": ("hnc_core.commands.validate", "check a HECKTOR-layout cohort and list every problem per patient"),
+    "synth": ("hnc_petct.commands.synth", "write a synthetic HECKTOR-layout PET/CT cohort with known ground truth"),
+    "validate": ("hnc_petct.commands.validate", "check a HECKTOR-layout cohort and list every problem per patient"),
     "nnunet-convert": ("nnunet_plugins.commands.convert", "convert a HECKTOR-layout cohort to an nnU-Net v2 raw dataset"),
     "seg-evaluate": ("nnunet_plugins.commands.evaluate", "segmentation metrics: DSC, HD95, surface Dice, GTVn F1"),
-    "run": ("hnc_core.commands.run", "the main job: validate, segment, RFS and DM models, HTML report"),
+    "run": ("hnc_petct.commands.run", "the main job: validate, segment, RFS and DM models, HTML report"),
 }
 
 DESCRIPTION = """\

@@ -1,0 +1,7 @@
+"""``python -m hnc_petct`` = ``hnc-petct``."""
+
+import sys
+
+from hnc_petct.cli import main
+
+sys.exit(main())
