@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # CPU default that works on the project's machines (pip takes both from local disk there).
 # GPU users: make install TORCH_SPEC="torch torchvision --index-url <PyTorch CUDA wheel index>"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= test
+EXTRAS ?= test,deploy
 STAMP := $(VENV)/.hnc-petct-installed
 DEMO_DIR ?= demo
 DEMO_N ?= 40
