@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= test,deploy
 STAMP := $(VENV)/.hnc-petct-installed
+# mamba-ssm's / causal-conv1d's own Python references (pinned sdists, interface files only) for the CPU tests
+# of the CUDA dispatch; versions pinned in tests/upstream_refs.py.
+UPSTREAM_REFS := $(abspath $(VENV))/upstream_refs
 DEMO_DIR ?= demo
 DEMO_N ?= 40
 
@@ -24,6 +27,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(UPSTREAM_REFS)/VERSIONS: tests/upstream_refs.py | $(STAMP)
+	rm -rf $(UPSTREAM_REFS)
+	$(BIN)/python tests/upstream_refs.py fetch $(UPSTREAM_REFS)
+
 # Headless Chromium for the report-rendering test (Debian package; needs root, skipped otherwise).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -31,8 +38,8 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium not installed: the report-rendering test will be skipped"; fi; }
 
-test: $(STAMP) browser
-	$(BIN)/python -m pytest tests
+test: $(STAMP) $(UPSTREAM_REFS)/VERSIONS browser
+	HNC_UPSTREAM_REFS=$(UPSTREAM_REFS) HNC_REQUIRE_UPSTREAM_REFS=1 $(BIN)/python -m pytest tests
 
 demo: $(STAMP)
 	@test -f $(DEMO_DIR)/cohort/HECKTOR_2025_Training_Task_2.csv || \

@@ -31,13 +31,13 @@ def _chunk(x0: Tensor, u: Tensor, dt: Tensor, A: Tensor, Bc: Tensor, Cc: Tensor)
 def scan_core_torch(u: Tensor, dt: Tensor, A: Tensor, Bx: Tensor, Cx: Tensor, chunk: int = CHUNK):
     """u, dt (B, D, L); A (D, N); Bx, Cx (B, G, N, L). Returns y (B, D, L) and last state (B, D, N)."""
     batch, dim, length = u.shape
-    rep = dim // Bx.shape[1]
+    rep_b, rep_c = dim // Bx.shape[1], dim // Cx.shape[1]
     x = u.new_zeros(batch, dim, A.shape[1])
     ys = []
     for l0 in range(0, length, chunk):
         sl = slice(l0, min(l0 + chunk, length))
-        Bc = Bx[..., sl].transpose(2, 3).repeat_interleave(rep, dim=1)
-        Cc = Cx[..., sl].transpose(2, 3).repeat_interleave(rep, dim=1)
+        Bc = Bx[..., sl].transpose(2, 3).repeat_interleave(rep_b, dim=1)
+        Cc = Cx[..., sl].transpose(2, 3).repeat_interleave(rep_c, dim=1)
         args = (x, u[..., sl], dt[..., sl], A, Bc, Cc)
         if torch.is_grad_enabled() and any(a.requires_grad for a in args):
             y, x = checkpoint(_chunk, *args, use_reentrant=False)

@@ -17,15 +17,96 @@ from nnunet_plugins.ops import backend
 from nnunet_plugins.ops.scan_ref import compute_dtype, finish_output, prepare_delta, selective_scan_ref
 
 
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def validate_scan_args(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                       z: Tensor | None = None, delta_bias: Tensor | None = None) -> None:
+    """Refuse, before any kernel runs, every input mamba-ssm's ``selective_scan_fn`` signature does not define.
+
+    Accepted: u, delta, z (B, D, L); A (D, N) real; B, C each (D, N) | (B, N, L) | (B, G, N, L) with G | D;
+    D, delta_bias (D,); floating dtypes (fp16/bf16/fp32/fp64), one device, B, D, L, N >= 1.
+    Raises ValueError / TypeError naming the argument and the shapes.
+    """
+    named = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias}
+    for name, t in named.items():
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"selective_scan_fn: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.is_complex():
+            raise NotImplementedError(f"selective_scan_fn: complex {name} is not supported (real A only)")
+        if t.dtype not in _FLOATS:
+            raise TypeError(f"selective_scan_fn: {name} has dtype {t.dtype}; expected one of {_FLOATS}")
+        if t.device != u.device:
+            raise ValueError(f"selective_scan_fn: {name} is on {t.device} but u is on {u.device}")
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan_fn: u must be (batch, dim, length), got {_shape(u)}")
+    batch, dim, length = u.shape
+    if min(batch, dim, length) < 1:
+        raise ValueError(f"selective_scan_fn: u {_shape(u)} is empty (batch, dim and length must be >= 1)")
+    for name in ("delta", "z"):
+        t = named[name]
+        if t is not None and t.shape != u.shape:
+            raise ValueError(f"selective_scan_fn: {name} must have u's shape {_shape(u)}, got {_shape(t)}")
+    if A.dim() != 2 or A.shape[0] != dim or A.shape[1] < 1:
+        raise ValueError(f"selective_scan_fn: A must be (dim={dim}, d_state), got {_shape(A)}")
+    n = A.shape[1]
+    for name in ("B", "C"):
+        M = named[name]
+        ok = ((M.dim() == 2 and tuple(M.shape) == (dim, n))
+              or (M.dim() == 3 and tuple(M.shape) == (batch, n, length))
+              or (M.dim() == 4 and M.shape[0] == batch and M.shape[1] >= 1 and dim % M.shape[1] == 0
+                  and tuple(M.shape[2:]) == (n, length)))
+        if not ok:
+            raise ValueError(f"selective_scan_fn: {name} must be ({dim}, {n}) constant, ({batch}, {n}, {length}) or "
+                             f"({batch}, G, {n}, {length}) with G dividing dim={dim}; got {_shape(M)}")
+    for name in ("D", "delta_bias"):
+        t = named[name]
+        if t is not None and tuple(t.shape) != (dim,):
+            raise ValueError(f"selective_scan_fn: {name} must be ({dim},), got {_shape(t)}")
+
+
 def _bc_grouped(M: Tensor, batch: int, dim: int, length: int) -> Tensor:
     """B/C as (B, G, N, L); a constant (D, N) matrix becomes G = D groups."""
     if M.dim() == 2:
         return M[None, :, :, None].expand(batch, dim, M.shape[1], length)
     if M.dim() == 3:
         return M[:, None]
-    if dim % M.shape[1]:
-        raise ValueError(f"d_inner={dim} is not divisible by the number of B/C groups {M.shape[1]}")
     return M
+
+
+def _common_groups(Bx: Tensor, Cx: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """(B, G, N, L) B and C with the same G: the kernels index both with one group id per row, so differing
+    group counts (e.g. constant B with G = D against shared C with G = 1) are expanded to G = D."""
+    if Bx.shape[1] == Cx.shape[1]:
+        return Bx, Cx
+    return (Bx.repeat_interleave(dim // Bx.shape[1], dim=1) if Bx.shape[1] != dim else Bx,
+            Cx.repeat_interleave(dim // Cx.shape[1], dim=1) if Cx.shape[1] != dim else Cx)
+
+
+def _check_kernel_args(u: Tensor, delta: Tensor, A: Tensor, Bt: Tensor, Ct: Tensor, Dv: Tensor, zz: Tensor,
+                       bias: Tensor) -> None:
+    """Exact shapes/dtypes the numba kernels index with (no bounds checks inside them)."""
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    want = {"delta": (delta, (batch, dim, length)), "A": (A, (dim, n)),
+            "C": (Ct, (batch, Bt.shape[1], length, n)), "B": (Bt, (batch, Bt.shape[1], length, n))}
+    for name, (t, shape) in want.items():
+        if tuple(t.shape) != shape:
+            raise ValueError(f"SelectiveScanFn: {name} has shape {_shape(t)}, the kernel needs {shape}")
+    if dim % Bt.shape[1]:
+        raise ValueError(f"SelectiveScanFn: {Bt.shape[1]} B/C groups do not divide dim={dim}")
+    for name, t, shape in (("D", Dv, (dim,)), ("z", zz, (batch, dim, length)), ("delta_bias", bias, (dim,))):
+        if t.numel() and tuple(t.shape) != shape:
+            raise ValueError(f"SelectiveScanFn: {name} has shape {_shape(t)}, the kernel needs {shape}")
+    for name, t in (("delta", delta), ("A", A), ("B", Bt), ("C", Ct), ("D", Dv), ("z", zz), ("delta_bias", bias)):
+        if t.dtype != u.dtype or not t.is_contiguous():
+            raise ValueError(f"SelectiveScanFn: {name} must be contiguous {u.dtype} (got {t.dtype})")
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -51,6 +132,8 @@ class SelectiveScanFn(torch.autograd.Function):
         bias = empty if delta_bias is None else delta_bias.contiguous()
         flags = np.array([D is not None, z is not None, delta_bias is not None, bool(delta_softplus)])
         Bt, Ct = Bx.transpose(2, 3).contiguous(), Cx.transpose(2, 3).contiguous()  # (B, G, L, N)
+        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        _check_kernel_args(u, delta, A, Bt, Ct, Dv, zz, bias)
         out = torch.empty_like(u)
         last = u.new_empty(batch, dim, A.shape[1])
         ckpt = u.new_empty(batch, dim, n_chunks, A.shape[1])
@@ -93,6 +176,7 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     D, delta_bias: (D,). Returns out (dtype of u) [, last state (B, D, N)]. Computes in float32
     (float64 if an input is float64), whatever the autocast state.
     """
+    validate_scan_args(u, delta, A, B, C, D, z, delta_bias)
     impl = backend.resolve("scan", u.device)
     if impl == "cuda":
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as cuda_fn
@@ -100,14 +184,12 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         return cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if impl == "reference":
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    if A.is_complex():
-        raise NotImplementedError("complex A is not supported")
     cdt = compute_dtype(u, delta, A, B, C)
     batch, dim, length = u.shape
     with torch.autocast(device_type=u.device.type, enabled=False):
         cast = [None if t is None else t.to(cdt) for t in (u, delta, A, B, C, D, z, delta_bias)]
         uc, dc, Ac, Bc, Cc, Dc, zc, bc = cast
-        Bx, Cx = _bc_grouped(Bc, batch, dim, length), _bc_grouped(Cc, batch, dim, length)
+        Bx, Cx = _common_groups(_bc_grouped(Bc, batch, dim, length), _bc_grouped(Cc, batch, dim, length), dim)
         if impl == "numba":
             out, last = SelectiveScanFn.apply(uc, dc, Ac, Bx, Cx, Dc, zc, bc, delta_softplus)
         else:
