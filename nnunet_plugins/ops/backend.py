@@ -2,17 +2,18 @@
 
 ``HNC_SCAN_BACKEND`` = ``auto`` (default) | ``cuda`` | ``portable`` | ``reference``:
 
-* ``auto``: mamba-ssm / causal-conv1d CUDA kernels when a *working* compiled kernel is importable and the
-  tensors are on CUDA; the portable implementation otherwise.
-* ``cuda``: the CUDA kernels or a :class:`BackendUnavailableError` with the install hint.
+* ``auto``: mamba-ssm / causal-conv1d CUDA kernels for CUDA tensors when the exact function the op calls
+  imports; otherwise the portable implementation, with a :class:`RuntimeWarning` (once per process and op)
+  naming the import error when the tensors are on CUDA (the portable scan is far slower there).
+* ``cuda``: the CUDA kernels or a :class:`BackendUnavailableError` with the import error and install hint.
 * ``portable``: numba CPU kernels for CPU tensors (pure-PyTorch chunked scan if numba is missing, and on
   CUDA/MPS tensors).
 * ``reference``: the sequential pure-PyTorch definition (slow; for debugging).
 
-The CUDA packages are never imported at module import: ``import mamba_ssm`` fails on machines without its
-compiled extension, so we probe the extension modules (``selective_scan_cuda``, ``causal_conv1d_cuda``)
-once, inside a function, and cache the answer. The backend actually used is logged once per
-(op, backend, device) at INFO level by logger ``nnunet_plugins.ops``.
+The probe imports exactly what the op calls (:data:`KERNELS`: module and function), once, inside a
+function, never at module import (``mamba_ssm``'s package ``__init__`` pulls triton and transformers and fails
+on machines without its compiled extension). The ops call the kernels by keyword. :func:`describe` gives the
+resolved choice in one line (the trainers write it to nnU-Net's log).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import functools
 import importlib
 import logging
 import os
+import warnings
+from typing import Callable
 
 import torch
 
@@ -28,9 +31,15 @@ ENV_VAR = "HNC_SCAN_BACKEND"
 CHOICES = ("auto", "cuda", "portable", "reference")
 INSTALL_HINT = ('install the CUDA kernels with `pip install "hnc-petct[cuda]"` (mamba-ssm, causal-conv1d; '
                 "needs a CUDA toolkit matching your torch build), or unset HNC_SCAN_BACKEND / set it to 'auto'")
+# op -> (module, function) that the op calls on the kernel path; the probe imports exactly these.
+KERNELS = {"scan": ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),
+           "conv1d": ("causal_conv1d.causal_conv1d_interface", "causal_conv1d_fn")}
+PACKAGES = {"scan": "mamba-ssm", "conv1d": "causal-conv1d"}
+KERNEL_DEVICES = ("cuda",)  # device types the compiled kernels run on
 
 log = logging.getLogger("nnunet_plugins.ops")
 _logged: set[tuple[str, str, str]] = set()
+_warned: set[str] = set()
 
 
 class BackendUnavailableError(RuntimeError):
@@ -38,26 +47,40 @@ class BackendUnavailableError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(module: str) -> bool:
+def load_kernel(op: str) -> tuple[Callable | None, str | None]:
+    """(function, None) if the kernel function for ``op`` imports, else (None, 'ExcType: message')."""
+    module, attr = KERNELS[op]
     try:
-        importlib.import_module(module)
-        return True
-    except Exception:  # ImportError, OSError (bad .so), RuntimeError (CUDA mismatch)
-        return False
+        return getattr(importlib.import_module(module), attr), None
+    except Exception as exc:  # ImportError, OSError (bad .so), RuntimeError (CUDA mismatch), AttributeError
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def kernel(op: str) -> Callable:
+    """The kernel function for ``op`` (after :func:`resolve` returned 'cuda')."""
+    fn, err = load_kernel(op)
+    if fn is None:
+        raise BackendUnavailableError(f"{PACKAGES[op]} kernel {'.'.join(KERNELS[op])} does not import ({err})")
+    return fn
 
 
 def cuda_scan_available() -> bool:
-    """True when mamba-ssm's compiled selective-scan kernel imports and CUDA is usable."""
-    return torch.cuda.is_available() and _probe("selective_scan_cuda")
+    """True when mamba-ssm's ``selective_scan_fn`` imports and CUDA is usable."""
+    return torch.cuda.is_available() and load_kernel("scan")[0] is not None
 
 
 def cuda_conv_available() -> bool:
-    """True when causal-conv1d's compiled kernel imports and CUDA is usable."""
-    return torch.cuda.is_available() and _probe("causal_conv1d_cuda")
+    """True when causal-conv1d's ``causal_conv1d_fn`` imports and CUDA is usable."""
+    return torch.cuda.is_available() and load_kernel("conv1d")[0] is not None
 
 
+@functools.lru_cache(maxsize=None)
 def numba_available() -> bool:
-    return _probe("numba")
+    try:
+        importlib.import_module("numba")
+        return True
+    except Exception:
+        return False
 
 
 def requested_backend() -> str:
@@ -67,28 +90,66 @@ def requested_backend() -> str:
     return value
 
 
-def resolve(op: str, device: torch.device) -> str:
+def _portable(op: str, device: torch.device) -> str:
+    return "numba" if op == "scan" and device.type == "cpu" and numba_available() else "torch"
+
+
+def resolve(op: str, device: torch.device, quiet: bool = False) -> str:
     """Implementation for ``op`` ('scan' or 'conv1d') on ``device``: 'cuda', 'numba', 'torch' or 'reference'."""
     req = requested_backend()
-    have_cuda = cuda_scan_available() if op == "scan" else cuda_conv_available()
+    on_kernel_device = device.type in KERNEL_DEVICES
     if req == "cuda":
-        if not have_cuda:
-            pkg = "mamba-ssm (selective_scan_cuda)" if op == "scan" else "causal-conv1d (causal_conv1d_cuda)"
-            raise BackendUnavailableError(f"{ENV_VAR}=cuda but no working {pkg} CUDA kernel was found; {INSTALL_HINT}")
-        if device.type != "cuda":
+        _, err = load_kernel(op)
+        if err is not None:
+            mod, fn = KERNELS[op]
+            raise BackendUnavailableError(f"{ENV_VAR}=cuda but {PACKAGES[op]}'s {mod}.{fn} does not import ({err}); "
+                                          f"{INSTALL_HINT}")
+        if not on_kernel_device:
             raise BackendUnavailableError(f"{ENV_VAR}=cuda but the tensors are on {device}; move the model to CUDA "
                                           "or set HNC_SCAN_BACKEND=auto")
         name = "cuda"
     elif req == "reference":
         name = "reference"
-    elif req == "auto" and have_cuda and device.type == "cuda":
-        name = "cuda"
-    elif op == "scan" and device.type == "cpu" and numba_available():
-        name = "numba"
+    elif req == "auto" and on_kernel_device:
+        _, err = load_kernel(op)
+        if err is None:
+            name = "cuda"
+        else:
+            name = _portable(op, device)
+            if not quiet and op not in _warned:
+                _warned.add(op)
+                mod, fn = KERNELS[op]
+                warnings.warn(f"{PACKAGES[op]}'s {mod}.{fn} does not import ({err}); the {op} runs on the portable "
+                              f"PyTorch path on {device.type} (much slower). {INSTALL_HINT}", RuntimeWarning,
+                              stacklevel=3)
     else:
-        name = "torch"
-    _log_once(op, name, device)
+        name = _portable(op, device)
+    if not quiet:
+        _log_once(op, name, device)
     return name
+
+
+def describe(device: torch.device | str) -> str:
+    """One line for logs: the implementation each op resolves to on ``device`` and the compute dtype."""
+    device = torch.device(device)
+    parts = []
+    for op in ("scan", "conv1d"):
+        try:
+            name = resolve(op, device, quiet=True)
+        except BackendUnavailableError as exc:
+            name = f"unavailable ({exc})"
+        if name == "cuda":
+            mod, fn = KERNELS[op]
+            name = f"cuda ({PACKAGES[op]} {mod}.{fn})"
+        elif name == "numba":
+            import numba
+
+            name = f"numba {numba.__version__} CPU kernels, {numba.get_num_threads()} threads"
+        elif name == "torch":
+            name = "torch (portable PyTorch)" if op == "scan" else "torch (F.conv1d)"
+        parts.append(f"{op}: {name}")
+    return (f"HecMamba backend on {device.type}: " + "; ".join(parts)
+            + f"; Mamba layers compute in float32 (autocast off); {ENV_VAR}={os.environ.get(ENV_VAR, 'auto')}")
 
 
 def _log_once(op: str, name: str, device: torch.device) -> None:

@@ -23,7 +23,5 @@ def causal_conv1d_ref(x: Tensor, weight: Tensor, bias: Tensor | None = None, act
 def causal_conv1d_fn(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None) -> Tensor:
     """Causal depthwise conv1d: causal-conv1d's CUDA kernel when available, else :func:`causal_conv1d_ref`."""
     if backend.resolve("conv1d", x.device) == "cuda":
-        from causal_conv1d import causal_conv1d_fn as cuda_fn
-
-        return cuda_fn(x, weight, bias, activation)
-    return causal_conv1d_ref(x, weight, bias, activation)
+        return backend.kernel("conv1d")(x, weight, bias=bias, activation=activation)
+    return causal_conv1d_ref(x, weight, bias=bias, activation=activation)

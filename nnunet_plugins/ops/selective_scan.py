@@ -179,11 +179,11 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     validate_scan_args(u, delta, A, B, C, D, z, delta_bias)
     impl = backend.resolve("scan", u.device)
     if impl == "cuda":
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as cuda_fn
-
-        return cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        return backend.kernel("scan")(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                      delta_softplus=delta_softplus, return_last_state=return_last_state)
     if impl == "reference":
-        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        return selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                                  return_last_state=return_last_state)
     cdt = compute_dtype(u, delta, A, B, C)
     batch, dim, length = u.shape
     with torch.autocast(device_type=u.device.type, enabled=False):

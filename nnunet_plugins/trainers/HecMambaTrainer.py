@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
@@ -11,8 +9,6 @@ from torch import nn
 from nnunet_plugins.networks.hecmamba import HecMamba
 from nnunet_plugins.trainers.build import make_builder
 from nnunet_plugins.trainers.schedule import WarmupPolyLR, param_groups
-
-log = logging.getLogger(__name__)
 
 
 class HecMambaTrainer(nnUNetTrainer):
@@ -36,8 +32,20 @@ class HecMambaTrainer(nnUNetTrainer):
                                       betas=(0.9, 0.999), eps=1e-8)
         warmup = min(self.warmup_epochs, max(self.num_epochs // 10, 0))
         scheduler = WarmupPolyLR(optimizer, self.initial_lr, self.num_epochs, warmup)
-        from nnunet_plugins.ops.backend import requested_backend
-
         self.print_to_log_file(f"HecMamba: AdamW lr {self.initial_lr}, wd {self.weight_decay}, warm-up {warmup} "
-                               f"epochs, poly decay; scan backend request HNC_SCAN_BACKEND={requested_backend()}")
+                               f"epochs, poly decay")
         return optimizer, scheduler
+
+    def log_backend(self, when: str) -> None:
+        """Write the resolved scan/conv1d backend for this trainer's device to nnU-Net's log file."""
+        from nnunet_plugins.ops.backend import describe
+
+        self.print_to_log_file(f"{when}: {describe(self.device)}")
+
+    def on_train_start(self):
+        super().on_train_start()
+        self.log_backend("training start")
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.log_backend("validation (prediction) start")
+        return super().perform_actual_validation(save_probabilities)

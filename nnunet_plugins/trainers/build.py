@@ -59,12 +59,36 @@ def build_from_plans_args(net_class: type, *args, **kwargs) -> nn.Module:
     return net
 
 
+def _deep_supervision(args: tuple, kwargs: dict) -> bool:
+    sig = OLD if _is_old_style(args, kwargs) else NEW
+    b = sig.bind(*args, **kwargs)
+    b.apply_defaults()
+    return bool(b.arguments["enable_deep_supervision"])
+
+
+_printed: list[bool] = []
+
+
+def _print_backend_once() -> None:
+    """At prediction start (nnU-Net's predictor has no log file): the backend on the device it will use."""
+    if not _printed:
+        _printed.append(True)
+        import torch
+
+        from nnunet_plugins.ops.backend import describe
+
+        print(describe("cuda" if torch.cuda.is_available() else "cpu"), flush=True)
+
+
 def make_builder(net_class: type):
     """A ``build_network_architecture`` for ``net_class`` that accepts both signatures and advertises the
     new one (nnU-Net >= 2.7 inspects it for ``plans_manager``)."""
 
     def build_network_architecture(*args, **kwargs) -> nn.Module:
-        return build_from_plans_args(net_class, *args, **kwargs)
+        net = build_from_plans_args(net_class, *args, **kwargs)
+        if not _deep_supervision(args, kwargs):  # nnUNetv2_predict builds without deep supervision
+            _print_backend_once()
+        return net
 
     build_network_architecture.__signature__ = NEW
     build_network_architecture.__doc__ = f"Build {net_class.__name__} from nnU-Net plans (either signature)."
