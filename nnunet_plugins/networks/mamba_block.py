@@ -87,7 +87,7 @@ def merge_orders(seq: Tensor, like: Tensor) -> Tensor:
 
 class MambaLayer(nn.Module):
     """x + mean_o unscan_o(Mamba(LayerNorm(scan_o(x)))) over three scan orders; one shared MambaBlock
-    (the three orders run as one batch of 3B sequences)."""
+    (the three orders run as one batch of 3B sequences), in float32 whatever the autocast state."""
 
     def __init__(self, channels: int, d_state: int = 16, d_conv: int = 4, expand: int = 2):
         super().__init__()
@@ -95,8 +95,13 @@ class MambaLayer(nn.Module):
         self.mamba = MambaBlock(channels, d_state=d_state, d_conv=d_conv, expand=expand)
 
     def forward(self, x: Tensor) -> Tensor:
-        seq = self.mamba(self.norm(scan_orders(x)))
-        return x + merge_orders(seq, x)
+        """(B, C, *S) -> same shape and dtype. Computes in float32 with autocast off (as U-Mamba does): under
+        nnU-Net's fp16 AMP the projections and the scan would otherwise get fp16 inputs."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x32 = x.float()
+            seq = self.mamba(self.norm(scan_orders(x32)))
+            out = x32 + merge_orders(seq, x32)
+        return out.to(x.dtype)
 
     def feature_map_size(self, tokens: int) -> int:
         """Stored activations (elements per sample), same spirit as nnU-Net's conv estimate."""

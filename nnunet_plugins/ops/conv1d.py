@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -20,8 +21,10 @@ def causal_conv1d_ref(x: Tensor, weight: Tensor, bias: Tensor | None = None, act
     return F.silu(out) if activation else out
 
 
+@torch.compiler.disable
 def causal_conv1d_fn(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None) -> Tensor:
-    """Causal depthwise conv1d: causal-conv1d's CUDA kernel when available, else :func:`causal_conv1d_ref`."""
+    """Causal depthwise conv1d: causal-conv1d's CUDA kernel when available, else :func:`causal_conv1d_ref`.
+    Opaque to ``torch.compile`` (the backend choice and the compiled kernel are not traced)."""
     if backend.resolve("conv1d", x.device) == "cuda":
         return backend.kernel("conv1d")(x, weight, bias=bias, activation=activation)
     return causal_conv1d_ref(x, weight, bias=bias, activation=activation)

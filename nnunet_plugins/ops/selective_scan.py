@@ -167,6 +167,7 @@ class SelectiveScanFn(torch.autograd.Function):
                 dD.sum(0) if has_d else None, dz if has_z else None, dbias.sum(0) if has_bias else None, None)
 
 
+@torch.compiler.disable
 def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                       z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
                       return_last_state: bool = False):
@@ -175,6 +176,9 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     u, delta, z: (B, D, L); A: (D, N) real; B, C: (B, N, L), grouped (B, G, N, L) or constant (D, N);
     D, delta_bias: (D,). Returns out (dtype of u) [, last state (B, D, N)]. Computes in float32
     (float64 if an input is float64), whatever the autocast state.
+
+    Opaque to ``torch.compile`` (``torch.compiler.disable``): the compiler never traces the backend choice or
+    the portable scan's per-chunk loop, so compile time and graph size do not grow with L.
     """
     validate_scan_args(u, delta, A, B, C, D, z, delta_bias)
     impl = backend.resolve("scan", u.device)
