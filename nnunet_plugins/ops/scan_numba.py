@@ -24,6 +24,10 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from nnunet_plugins.ops import numba_cache
+
+# cache=CACHE crashes without a writable cache folder (read-only container): see numba_cache
+CACHE, CACHE_DIR = numba_cache.choose(__file__)
 CHUNK = 64  # steps per chunk: (CHUNK, N) buffers of exp and states fit in L1
 
 _LOG2E = np.float32(1.4426950408889634)
@@ -150,7 +154,7 @@ def _recur(u_row, Bg, Cg, l0, steps, dt_buf, buf, xs, y_buf):
         y_buf[t] = acc
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def scan_forward(u, delta, A, Bm, Cm, Dv, z, bias, flags, out, last, ckpt, chunk):
     """Fused forward: dt = softplus?(delta + bias); scan; out = (y + D u) * silu(z).
 
@@ -269,7 +273,7 @@ def _backward_row(b, d, g, p, u, delta, A, Bm, Cm, Dv, z, bias, flags, ckpt, dou
                 du[b, d, l0 + t] += g_buf[t] * dd
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def scan_backward(u, delta, A, Bm, Cm, Dv, z, bias, flags, ckpt, dout, du, ddelta, dz, dA, dBp, dCp, dD, dbias,
                   chunk):
     """Gradients of :func:`scan_forward`. dA: per batch (Bt, D, N); dD, dbias: (Bt, D); dBp, dCp:
