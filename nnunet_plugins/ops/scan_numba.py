@@ -26,7 +26,7 @@ from numba.extending import intrinsic, overload
 
 from nnunet_plugins.ops import numba_cache
 
-# cache=CACHE crashes without a writable cache folder (read-only container): see numba_cache
+# cache=True crashes without a writable cache folder (read-only container): see numba_cache
 CACHE, CACHE_DIR = numba_cache.choose(__file__)
 CHUNK = 64  # steps per chunk: (CHUNK, N) buffers of exp and states fit in L1
 
