@@ -99,6 +99,8 @@ def cpu_plans(plans: dict, plans_name: str, patch_size: Sequence[int] = DEFAULT_
     if "n_blocks_per_stage" in arch:  # ResidualEncoderUNet plans
         arch["n_blocks_per_stage"] = [1] * n
     cfg.update(patch_size=patch, batch_size=int(batch_size))
+    for link in ("next_stage", "previous_stage"):  # cascade links point at configurations not kept here
+        cfg.pop(link, None)
     out = copy.deepcopy(plans)
     out["plans_name"] = plans_name
     out["configurations"] = {configuration: cfg}

@@ -79,11 +79,12 @@ def match_lesions(pred: np.ndarray, gt: np.ndarray, iou_threshold: float = 0.3) 
 
 def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                     tolerance_mm: float = 2.0, classes: dict[int, str] | None = None, progress: bool = False,
-                    require_all: bool = False) -> dict:
+                    require_all: bool = False, missing_as_empty: bool = False) -> dict:
     """Evaluate every ``PRED_DIR/*.nii.gz`` against ``GT_DIR`` (same file names; nnU-Net's convention, so a
     fold's ``validation`` folder can be scored against the whole ``labelsTr``). A prediction without ground
-    truth is an error; ground truth without prediction is counted (``n_gt_without_prediction``) or, with
-    ``require_all``, an error. Writes ``per_case.csv`` and ``summary.json`` to ``out_dir`` (default:
+    truth is an error; ground truth without prediction is scored as an empty prediction with
+    ``missing_as_empty`` (the challenge's rule; ``hnc-petct seg-evaluate``'s default), an error with ``require_all``,
+    and otherwise not scored; it is counted either way (``n_gt_without_prediction``). Writes ``per_case.csv`` and ``summary.json`` to ``out_dir`` (default:
     PRED_DIR) and returns the summary dict."""
     import logging
 
@@ -107,24 +108,27 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
     if missing and require_all:
         raise FileNotFoundError(f"{len(missing)} case(s) have no prediction in {pred_dir}: {missing[:5]}")
     if missing:
-        logging.getLogger(__name__).info("%d ground-truth case(s) without prediction are not scored", len(missing))
-    gts = [gt_dir / n for n in sorted(pred_names)]
+        logging.getLogger(__name__).info("%d ground-truth case(s) without prediction are %s", len(missing),
+                                         "scored as empty predictions" if missing_as_empty else "not scored")
+    gts = [gt_dir / n for n in sorted(gt_names if missing_as_empty else pred_names)]
     rows, det = [], {"tp": 0, "fp": 0, "fn": 0}
     for g in tqdm(gts, desc="evaluating", unit="case", disable=not progress):
         gt, spacing = _read(g)
-        pred, _ = _read(pred_dir / g.name)
+        pred = _read(pred_dir / g.name)[0] if g.name in pred_names else np.zeros_like(gt)
         if pred.shape != gt.shape:
             raise ValueError(f"case {g.name}: prediction shape {pred.shape} != ground truth {gt.shape}")
         case = g.name[: -len(".nii.gz")]
         for c, cname in classes.items():
-            rows.append({"case": case, "class": cname, **case_class_metrics(pred == c, gt == c, spacing, tolerance_mm)})
+            rows.append({"case": case, "class": cname, "prediction_missing": g.name not in pred_names,
+                         **case_class_metrics(pred == c, gt == c, spacing, tolerance_mm)})
         if 2 in classes:
             tp, fp, fn = match_lesions(pred == 2, gt == 2)
             det["tp"] += tp
             det["fp"] += fp
             det["fn"] += fn
     df = pd.DataFrame(rows)
-    summary = {**_summarise(df, det, tolerance_mm, classes), "n_gt_without_prediction": len(missing)}
+    summary = {**_summarise(df, det, tolerance_mm, classes), "n_gt_without_prediction": len(missing),
+               "missing_predictions": "scored as empty" if missing_as_empty else "not scored"}
     out = Path(out_dir) if out_dir else pred_dir
     write_csv_atomic(df, out / "per_case.csv", float_format="%.6g")
     write_json_atomic(out / "summary.json", summary)

@@ -116,3 +116,12 @@ def test_written_plans_build_a_working_hecmamba(tmp_path, capsys):
     with torch.no_grad():
         out = net(torch.randn(1, 2, *cm.patch_size))
     assert out[0].shape == (1, 3, 16, 32, 32) and torch.isfinite(out[0]).all()
+
+
+def test_lowres_drops_cascade_links_to_configurations_not_kept():
+    plans = {**PLANS, "configurations": {**PLANS["configurations"], "3d_lowres": {
+        **PLANS["configurations"]["3d_lowres"], "next_stage": "3d_cascade_fullres"}}}
+    out = cpu_plans(plans, "p", configuration="3d_lowres")
+    cfg = out["configurations"]["3d_lowres"]
+    assert "next_stage" not in cfg and "previous_stage" not in cfg
+    assert set(out["configurations"]) == {"3d_lowres"}

@@ -10,8 +10,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "every prediction is scored")
     p.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label maps (1 GTVp, 2 GTVn)")
     p.add_argument("--tolerance-mm", type=float, default=2.0, help="surface Dice tolerance in mm (default 2)")
-    p.add_argument("--require-all", action="store_true",
-                   help="fail if a ground-truth case has no prediction (default: score the predicted cases)")
+    missing = p.add_mutually_exclusive_group()
+    missing.add_argument("--require-all", action="store_true",
+                         help="fail if a ground-truth case has no prediction (default: score it as an empty "
+                              "prediction, as the challenge does)")
+    missing.add_argument("--skip-missing", action="store_true",
+                         help="score only the predicted cases, e.g. one fold's validation/ folder against the "
+                              "whole labelsTr (earlier default)")
     p.add_argument("--out", default=None, help="folder for per_case.csv and summary.json (default PRED_DIR)")
 
 
@@ -23,7 +28,8 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         summary = evaluate_folder(args.pred_dir, args.gt_dir, args.out, args.tolerance_mm,
-                                  progress=sys.stderr.isatty(), require_all=args.require_all)
+                                  progress=sys.stderr.isatty(), require_all=args.require_all,
+                                  missing_as_empty=not args.skip_missing)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
