@@ -100,8 +100,8 @@ def load_patient_images(cohort_dir: str | Path, image_size: int, task: str = "rf
     """
     from tqdm.auto import tqdm
 
-    cohort = load_cohort(cohort_dir, check_images=False)
-    failures = cohort_exclusions(cohort, task)
+    cohort = load_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
+    failures = cohort.exclusions(task)
     images: dict[str, torch.Tensor] = {}
     ids = cohort.usable_ids(task)
     for pid in tqdm(ids, desc=f"preprocessing {image_size}^3", unit="patient", disable=not progress):
