@@ -747,6 +747,34 @@ def _read_checked(path: Path):
     return reader, data
 
 
+class ImageReadError(ValueError):
+    """A NIfTI file that the strict reader refuses; the message names the file and the reason."""
+
+    def __init__(self, path, code: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path, self.code, self.reason = str(path), code, message
+
+
+def read_image_checked(path: str | Path, label: bool = False, allowed=(0, 1, 2)):
+    """Read a NIfTI as a SimpleITK image after the checks ``validate`` runs (truncation, NaN, spacing, ...).
+
+    ``label=True`` also refuses float probability maps, NaN and values outside ``allowed``.
+    Raises :class:`ImageReadError`.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    try:
+        _, data = _read_checked(path)
+    except _ImageProblem as exc:
+        raise ImageReadError(path, exc.code, exc.message) from None
+    if label:
+        bad = label_value_problem(data, allowed)
+        if bad:
+            raise ImageReadError(path, "label_values", bad)
+    return sitk.ReadImage(str(path))
+
+
 # ------------------------------------------------------------------------------------------- geometry
 
 
