@@ -168,3 +168,18 @@ def test_bundle_weight_errors_are_one_line(cohort, rfs_model, tmp_path, damage):
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and ("checksum mismatch" if damage == "checksum" else "not found") in errors[0]
+
+
+def test_preprocessing_failure_names_the_file_not_the_transform(tmp_path, tiny_cohort):
+    from types import SimpleNamespace
+
+    from survival_head.rfs.data import _failure, preprocess_patient
+
+    pid = sorted(p.name for p in tiny_cohort.iterdir() if p.is_dir())[0]
+    bad = tmp_path / "bad__CT.nii.gz"
+    bad.write_bytes(b"garbage")
+    rec = SimpleNamespace(ct=bad, pet=tiny_cohort / pid / f"{pid}__PT.nii.gz")
+    with pytest.raises(Exception) as info:
+        preprocess_patient(pid, rec.ct, rec.pet, 16)
+    f = _failure(pid, rec, info.value)
+    assert f["file"] == str(bad) and "object at 0x" not in f["error"] and "bad__CT.nii.gz" in f["error"]
