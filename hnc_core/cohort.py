@@ -619,8 +619,11 @@ def label_value_problem(arr: np.ndarray, allowed=(0, 1, 2)) -> str:
         if not np.array_equal(arr, np.round(arr)):
             return (f"label map holds non-integer values (range {float(arr.min()):g}..{float(arr.max()):g}): "
                     "a probability map? threshold it into 0/1/2 first")
-    values = np.unique(arr)
-    bad = [v for v in values.tolist() if v not in allowed]
+    flat = arr.ravel(order="K")  # no copy for nibabel's Fortran-ordered arrays
+    lo, hi = flat.min(initial=0), flat.max(initial=0)
+    if set(allowed) >= set(range(int(lo), int(hi) + 1)):
+        return ""
+    bad = np.unique(flat[~np.isin(flat, allowed)]).tolist()
     if bad:
         shown = ", ".join(f"{v:g}" for v in bad[:8])
         return f"label values outside {{{','.join(map(str, allowed))}}}: {shown}"
@@ -628,8 +631,8 @@ def label_value_problem(arr: np.ndarray, allowed=(0, 1, 2)) -> str:
 
 
 def _intensity_stats(arr: np.ndarray) -> dict:
-    flat = np.asarray(arr).ravel()
-    sub = flat[:: max(1, flat.size // 2_000_000)].astype(np.float64)
+    flat = np.asarray(arr).ravel(order="K")  # no copy for nibabel's Fortran-ordered arrays
+    sub = flat[:: max(1, flat.size // 500_000)].astype(np.float64)
     p1, p999 = np.percentile(sub, [1, 99.9]) if sub.size else (0.0, 0.0)
     return {"min": float(flat.min()), "max": float(flat.max()), "p1": float(p1), "p999": float(p999),
             "nonzero": bool(np.any(flat))}
@@ -720,9 +723,13 @@ def _read_checked(path: Path):
                                 f"cannot represent (ITK: {reason}); resample the image to an orthonormal grid"
                                 ) from None
         raise _ImageProblem("unreadable", f"cannot read NIfTI header (corrupt or truncated?): {reason}") from None
+    dims = reader.GetDimension()
+    if dims != 3 or reader.GetNumberOfComponents() != 1:
+        raise _ImageProblem("not_3d_scalar", f"expected a 3D scalar image, got a {dims}D image of size "
+                            f"{reader.GetSize()} with {reader.GetNumberOfComponents()} component(s) in this file; "
+                            "a dynamic/4D series or an RGB export? keep one 3D frame")
     pixdim = _raw_pixdim(path)
     spacing = np.array(reader.GetSpacing(), float)
-    dims = reader.GetDimension()
     if pixdim is not None and dims >= 3 and (not np.all(np.isfinite(pixdim[:3])) or np.any(pixdim[:3] <= 0)):
         raise _ImageProblem("bad_spacing", f"non-positive or non-finite voxel spacing in the header "
                             f"(pixdim {_fmt(pixdim[:3])} mm); readers silently substitute 1 mm or |spacing|")
