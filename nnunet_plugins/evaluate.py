@@ -19,11 +19,31 @@ import numpy as np
 CLASSES = {1: "GTVp", 2: "GTVn"}
 
 
-def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+MIN_PRED_COVERAGE = 0.99  # a prediction on another grid must cover this fraction of the GT's physical box
+
+
+def _read(path: Path, allowed=(0, 1, 2)):
+    """Label map through the strict reader ``validate`` uses (refuses truncated, empty, NaN, float maps)."""
+    from hnc_core.cohort import read_image_checked
+
+    return read_image_checked(path, label=True, allowed=allowed)
+
+
+def _on_gt_grid(pred, gt, name: str) -> tuple[np.ndarray, bool]:
+    """Prediction voxels (z, y, x) on the ground truth's grid: as is when the grids match, else resampled
+    (nearest neighbour, physical space) when it covers the ground truth; otherwise ``ValueError``."""
     import SimpleITK as sitk
 
-    img = sitk.ReadImage(str(path))
-    return sitk.GetArrayFromImage(img), tuple(reversed(img.GetSpacing()))  # (z, y, x) array and spacing
+    from hnc_core.cohort import grid_mismatch, overlap_fraction
+
+    if not grid_mismatch(gt, pred):
+        return sitk.GetArrayFromImage(pred), False
+    cover = overlap_fraction(gt, pred)
+    if cover < MIN_PRED_COVERAGE:
+        raise ValueError(f"case {name}: prediction is on another grid ({grid_mismatch(gt, pred)}) and covers only "
+                         f"{100 * cover:.1f}% of the ground truth's physical extent; predict on the GT's image")
+    res = sitk.Resample(pred, gt, sitk.Transform(), sitk.sitkNearestNeighbor, 0, pred.GetPixelID())
+    return sitk.GetArrayFromImage(res), True
 
 
 def surface_metrics(pred: np.ndarray, gt: np.ndarray, spacing, tolerance_mm: float) -> tuple[float, float]:
@@ -93,8 +113,22 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
 
     from hnc_core.io import write_csv_atomic, write_json_atomic
 
+    from hnc_core.cohort import ImageReadError
+    from hnc_core.guards import OutputPathError, check_output_dir, check_output_file
+
     classes = classes or CLASSES
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(f"ground-truth folder not found: {gt_dir}")
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"prediction folder not found: {pred_dir}")
+    if pred_dir.resolve() == gt_dir.resolve():
+        raise OutputPathError(f"PRED_DIR and GT_DIR are the same folder ({gt_dir}): that scores the ground truth "
+                              "against itself and would write the tables into the ground-truth folder")
+    out = Path(out_dir) if out_dir else pred_dir
+    check_output_dir(out, protected_dirs=[gt_dir], what="output folder (--out)")
+    for name in ("per_case.csv", "summary.json"):
+        check_output_file(out / name, what="output file")
     gt_names = {g.name for g in gt_dir.glob("*.nii.gz")}
     if not gt_names:
         raise FileNotFoundError(f"no *.nii.gz ground-truth files in {gt_dir}")
@@ -107,17 +141,33 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
     missing = sorted(gt_names - pred_names)
     if missing and require_all:
         raise FileNotFoundError(f"{len(missing)} case(s) have no prediction in {pred_dir}: {missing[:5]}")
+    log = logging.getLogger(__name__)
     if missing:
-        logging.getLogger(__name__).info("%d ground-truth case(s) without prediction are %s", len(missing),
-                                         "scored as empty predictions" if missing_as_empty else "not scored")
+        log.info("%d ground-truth case(s) without prediction are %s", len(missing),
+                 "scored as empty predictions" if missing_as_empty else "not scored")
+    allowed = (0, *classes)
     gts = [gt_dir / n for n in sorted(gt_names if missing_as_empty else pred_names)]
-    rows, det = [], {"tp": 0, "fp": 0, "fn": 0}
+    rows, det, errors, resampled = [], {"tp": 0, "fp": 0, "fn": 0}, [], []
     for g in tqdm(gts, desc="evaluating", unit="case", disable=not progress):
-        gt, spacing = _read(g)
-        pred = _read(pred_dir / g.name)[0] if g.name in pred_names else np.zeros_like(gt)
-        if pred.shape != gt.shape:
-            raise ValueError(f"case {g.name}: prediction shape {pred.shape} != ground truth {gt.shape}")
         case = g.name[: -len(".nii.gz")]
+        try:
+            gt_img = _read(g, allowed)
+            if g.name in pred_names:
+                pred, moved = _on_gt_grid(_read(pred_dir / g.name, allowed), gt_img, g.name)
+            else:  # counted as an empty prediction (the challenge's rule)
+                import SimpleITK as sitk
+
+                pred, moved = np.zeros_like(sitk.GetArrayFromImage(gt_img)), False
+        except (ImageReadError, ValueError) as exc:
+            errors.append({"case": case, "error": str(exc)})
+            log.error("case %s not scored: %s", case, exc)
+            continue
+        if moved:
+            resampled.append(case)
+            log.warning("case %s: prediction resampled onto the ground truth's grid (physical space)", case)
+        import SimpleITK as sitk
+
+        gt, spacing = sitk.GetArrayFromImage(gt_img), tuple(reversed(gt_img.GetSpacing()))
         for c, cname in classes.items():
             rows.append({"case": case, "class": cname, "prediction_missing": g.name not in pred_names,
                          **case_class_metrics(pred == c, gt == c, spacing, tolerance_mm)})
@@ -126,10 +176,12 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
             det["tp"] += tp
             det["fp"] += fp
             det["fn"] += fn
+    if not rows:
+        raise ValueError(f"no case could be scored: " + "; ".join(e["error"] for e in errors[:5]))
     df = pd.DataFrame(rows)
     summary = {**_summarise(df, det, tolerance_mm, classes), "n_gt_without_prediction": len(missing),
-               "missing_predictions": "scored as empty" if missing_as_empty else "not scored"}
-    out = Path(out_dir) if out_dir else pred_dir
+               "missing_predictions": "scored as empty" if missing_as_empty else "not scored",
+               "resampled_cases": resampled, "errors": errors}
     write_csv_atomic(df, out / "per_case.csv", float_format="%.6g")
     write_json_atomic(out / "summary.json", summary)
     return summary

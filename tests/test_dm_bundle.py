@@ -108,6 +108,43 @@ def test_missing_or_corrupt_weights_are_clear_errors(trained, tmp_path):
     assert not (tmp_path / "x" / "predictions.csv").exists()
 
 
+def test_inference_rejects_bad_patients_and_keeps_earlier_predictions(trained, tmp_path):
+    """Issue 13: the cohort checks apply (truncated CT, NaN CT), failures.json names file and reason, an
+    all-bad cohort exits non-zero with one line and leaves the earlier predictions.json untouched."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    cohort, cache, out = trained
+    bad = tmp_path / "cohort"
+    shutil.copytree(cohort, bad)
+    ids = sorted(p.name for p in bad.iterdir() if p.is_dir())
+    ct0 = bad / ids[0] / f"{ids[0]}__CT.nii.gz"
+    ct0.write_bytes(ct0.read_bytes()[: ct0.stat().st_size // 2])
+    ct1 = bad / ids[1] / f"{ids[1]}__CT.nii.gz"
+    img = sitk.ReadImage(str(ct1))
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    arr[3, 3, 3] = np.nan
+    nan = sitk.GetImageFromArray(arr)
+    nan.CopyInformation(img)
+    sitk.WriteImage(nan, str(ct1))
+    args = ("--dataset_dir", str(bad), "--output_dir", str(tmp_path / "preds"), "--model_dir", str(out / "models"),
+            "--radiomics_cache", str(cache))
+    bundle_run("inference.json", tmp_path, *args)
+    fails = {f["PatientID"]: f for f in json.loads((tmp_path / "preds" / "failures.json").read_text())}
+    assert set(fails) == {ids[0], ids[1]}
+    assert fails[ids[0]]["file"] == str(ct0) and "truncated" in fails[ids[0]]["error"]
+    assert fails[ids[1]]["file"] == str(ct1) and "NaN" in fails[ids[1]]["error"]
+    before = (tmp_path / "preds" / "predictions.json").read_text()
+    assert sorted(r["PatientID"] for r in json.loads(before)["predictions"]) == ids[2:]
+    for pid in ids:
+        ct = bad / pid / f"{pid}__CT.nii.gz"
+        ct.write_bytes(b"")
+    proc = bundle_run("inference.json", tmp_path, *args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")][0].count("no patient") == 1
+    assert (tmp_path / "preds" / "predictions.json").read_text() == before
+
+
 def test_bundle_layout_and_metadata():
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     for k in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version",

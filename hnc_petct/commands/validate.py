@@ -17,9 +17,20 @@ def main(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from pathlib import Path
+
     from hnc_core.cohort import CohortError, load_cohort
+    from hnc_core.guards import OutputPathError, check_output_file
     from hnc_core.io import write_json_atomic
 
+    if args.json_out and args.json_out != "-":
+        try:  # before any work: never over an input, never into the cohort, a writable file path
+            inputs = [args.clinical_csv] if args.clinical_csv else []
+            check_output_file(args.json_out, inputs=inputs, protected_dirs=[Path(args.cohort_dir)],
+                              what="--json report")
+        except OutputPathError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         cohort = load_cohort(args.cohort_dir, args.clinical_csv, collect=True,
                              check_images=not args.quick, progress=sys.stderr.isatty())

@@ -24,14 +24,20 @@ def main(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from hnc_core.guards import OutputPathError
     from nnunet_plugins.evaluate import evaluate_folder
 
     try:
         summary = evaluate_folder(args.pred_dir, args.gt_dir, args.out, args.tolerance_mm,
                                   progress=sys.stderr.isatty(), require_all=args.require_all,
                                   missing_as_empty=not args.skip_missing)
+    except OutputPathError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2, default=str))
-    return 0
+    for e in summary.get("errors", []):
+        print(f"error: case {e['case']} not scored: {e['error']}", file=sys.stderr)
+    return 1 if summary.get("errors") else 0

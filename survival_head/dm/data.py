@@ -31,6 +31,7 @@ class DMData:
     radiomics: pd.DataFrame
     images: torch.Tensor
     errors: dict[str, str] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)  # {"PatientID", "file", "error"} of cohort-check rejects
 
     def subset(self, idx) -> "DMData":
         idx = np.asarray(idx)
@@ -77,9 +78,13 @@ def load_dm_data(
     from survival_head.dm.regions import RegionError, mask_file
     from survival_head.radiomics.cohort import extract_cohort
 
-    cohort = load_cohort(cohort_dir, check_images=False)
-    ids = cohort.usable_ids("dm") if require_labels else sorted(p for p, r in cohort.patients.items() if r.ct)
-    errors: dict[str, str] = {}
+    cohort = load_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
+    if require_labels:
+        ids = cohort.usable_ids("dm")
+        failures = [f for f in cohort.exclusions("dm") if cohort.patients[f["PatientID"]].folder is not None]
+    else:
+        ids, failures = _inference_ids(cohort, mask_dir is None)
+    errors: dict[str, str] = {f["PatientID"]: f["error"] for f in failures}
     masks = {}
     for pid in ids:
         try:
@@ -98,4 +103,27 @@ def load_dm_data(
     ids = [i for i in ids if i in imgs]
     clin = cohort.clinical.reindex(ids)
     y = clin[schema.DM].astype(float).astype(int).to_numpy() if require_labels else None
-    return DMData(ids, y, clin, rad.loc[ids], torch.stack([imgs[i] for i in ids]), errors)
+    return DMData(ids, y, clin, rad.loc[ids], torch.stack([imgs[i] for i in ids]), errors, failures)
+
+
+def _inference_ids(cohort, need_label: bool) -> tuple[list[str], list[dict]]:
+    """Patients whose CT (and label, when it is the tumour mask) pass the cohort checks; failures for the rest.
+
+    The DM model reads the CT and the tumour mask only, so PET problems do not exclude a patient here.
+    """
+    ids, failures = [], []
+    for pid, rec in sorted(cohort.patients.items()):
+        if rec.folder is None:
+            continue
+        pet = str(rec.pet) if rec.pet else None
+        bad = [p for p in cohort.problems_for(pid) if p.severity == "error" and (
+            (p.affects == "images" and p.code not in ("missing_pet", "no_overlap") and (pet is None or p.file != pet))
+            or (need_label and p.affects == "label"))]
+        if rec.ct is None and not bad:
+            bad = [p for p in cohort.problems_for(pid) if p.code == "missing_ct"]
+        if bad:
+            failures.append({"PatientID": pid, "file": bad[0].file,
+                             "error": "; ".join(f"{Path(p.file).name if p.file else ''}: {p.message}" for p in bad)})
+        elif rec.ct is not None:
+            ids.append(pid)
+    return ids, failures

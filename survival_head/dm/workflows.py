@@ -112,27 +112,83 @@ def predict(
     progress: bool = True,
     labelled_only: bool = False,
     organ_mask_dirs: dict[str, str] | None = None,
+    allow_missing_clinical: bool = False,
 ) -> pd.DataFrame:
     """Write ``predictions.csv`` / ``.json``: PatientID, DM probability, class at the saved threshold.
 
     ``organ_mask_dirs`` must name the same organs the model was trained with (``model_meta.json``).
+    Patients failing the cohort checks, or without clinical data when the model uses it (unless
+    ``allow_missing_clinical``), are listed in ``failures.json`` with file and reason. An earlier
+    ``predictions.json`` holding a patient who fails now is kept (the new set goes to
+    ``predictions.partial.*``); no predictable patient raises :class:`~hnc_core.guards.NothingPredicted`.
     """
+    from hnc_core.cohort import load_cohort
+    from hnc_core.guards import NothingPredicted, check_output_dir, prediction_suffix
+
+    out = check_output_dir(output_dir, protected_dirs=[dataset_dir])
     fitted = FittedDM.load(model_dir, sha256)
     need = fitted.info.get("organ_names", [])
     if sorted(organ_mask_dirs or {}) != need:
         raise ValueError(f"model {model_dir} was trained with organ masks {need}; got {sorted(organ_mask_dirs or {})}")
-    data = _load(dataset_dir, radiomics_cache, fitted.config, mask_dir, fitted.info.get("radiomics_params"),
-                 workers, scheduler, labelled_only, progress, organ_mask_dirs)
+    try:
+        data = _load(dataset_dir, radiomics_cache, fitted.config, mask_dir, fitted.info.get("radiomics_params"),
+                     workers, scheduler, labelled_only, progress, organ_mask_dirs)
+    except ValueError as exc:  # load_dm_data: no usable patient at all
+        failures = load_cohort(dataset_dir, check_images=False).exclusions("images")
+        write_json_atomic(out / "failures.json", failures)
+        raise NothingPredicted(f"no patient of {dataset_dir} could be predicted: {exc}") from None
+    warnings = {}
+    if "clinical" in fitted.modalities:
+        data, warnings = _clinical_gate(data, dataset_dir, allow_missing_clinical)
+    failures = list(data.failures) + [{"PatientID": pid, "file": None, "error": msg} for pid, msg in
+                                      data.errors.items() if pid not in {f["PatientID"] for f in data.failures}]
+    write_json_atomic(out / "failures.json", failures)
+    if not data.ids:
+        raise NothingPredicted(f"no patient of {dataset_dir} could be predicted ({len(failures)} rejected, listed "
+                               f"in {out / 'failures.json'})")
     p = fitted.predict_proba(data)
     df = pd.DataFrame({schema.PATIENT_ID: data.ids, PROB_COL: p, CLASS_COL: (p >= fitted.threshold).astype(int)})
-    out = Path(output_dir)
-    write_csv_atomic(df, out / "predictions.csv")
-    write_json_atomic(out / "predictions.json", {"threshold": fitted.threshold, "modalities": list(fitted.modalities),
-                                                 "image_size": fitted.config.image_size,
-                                                 "predictions": df.to_dict(orient="records"),
-                                                 "errors": data.errors})
+    if warnings:
+        df["warning"] = [warnings.get(i, "") for i in data.ids]
+    suffix = prediction_suffix(out, [f["PatientID"] for f in failures])
+    if suffix:
+        log.error("%s holds earlier predictions for patients that fail now; keeping it and writing this run's "
+                  "%d predictions to predictions%s.*", out / "predictions.json", len(data.ids), suffix)
+    write_csv_atomic(df, out / f"predictions{suffix}.csv")
+    write_json_atomic(out / f"predictions{suffix}.json", {
+        "threshold": fitted.threshold, "modalities": list(fitted.modalities), "image_size": fitted.config.image_size,
+        "predictions": df.to_dict(orient="records"), "errors": data.errors, "failures": failures})
     df.attrs["data"], df.attrs["threshold"] = data, fitted.threshold
     return df
+
+
+def _clinical_gate(data: DMData, dataset_dir, allow_missing: bool) -> tuple[DMData, dict]:
+    """Drop (into ``data.errors``/``failures``) or flag patients without a clinical row; the model uses one."""
+    from hnc_core.cohort import load_cohort
+
+    cohort = load_cohort(dataset_dir, check_images=False)
+    warnings, keep = {}, []
+    for i, pid in enumerate(data.ids):
+        reason = cohort.clinical_missing_reason(pid)
+        if reason is None:
+            keep.append(i)
+        elif allow_missing:
+            warnings[pid] = f"clinical data unavailable ({reason}); predicted with every clinical value Unknown"
+            log.warning("patient %s: %s", pid, warnings[pid])
+            keep.append(i)
+        else:
+            msg = (f"clinical data unavailable ({reason}); the DM model uses it: fix the CSV, or set "
+                   "allow_missing_clinical to predict with every clinical value Unknown")
+            data.errors[pid] = msg
+            data.failures.append({"PatientID": pid, "file": str(cohort.clinical_csv or cohort.root), "error": msg})
+            log.error("excluded patient %s: %s", pid, msg)
+    if not keep:
+        data.ids = []
+    elif len(keep) < len(data.ids):
+        failures = data.failures
+        data = data.subset(keep)
+        data.failures = failures
+    return data, warnings
 
 
 def evaluate(dataset_dir: str | Path, output_dir: str | Path, model_dir: str | Path, **kwargs) -> dict:
@@ -155,7 +211,10 @@ class _Runner:
         self.kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "mask_dir"}
 
     def run(self):
-        return type(self).fn(**self.kwargs)
+        from hnc_core.guards import bundle_entry
+        from survival_head.io.checkpoints import WeightsError
+
+        return bundle_entry(type(self).fn, (WeightsError,))(**self.kwargs)
 
 
 class TrainWorkflow(_Runner):

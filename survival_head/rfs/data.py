@@ -100,8 +100,8 @@ def load_patient_images(cohort_dir: str | Path, image_size: int, task: str = "rf
     """
     from tqdm.auto import tqdm
 
-    cohort = load_cohort(cohort_dir, check_images=False)
-    failures = cohort_exclusions(cohort, task)
+    cohort = load_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
+    failures = cohort.exclusions(task)
     images: dict[str, torch.Tensor] = {}
     ids = cohort.usable_ids(task)
     for pid in tqdm(ids, desc=f"preprocessing {image_size}^3", unit="patient", disable=not progress):
@@ -109,13 +109,24 @@ def load_patient_images(cohort_dir: str | Path, image_size: int, task: str = "rf
         try:
             images[pid] = preprocess_patient(pid, rec.ct, rec.pet, image_size, cache_dir)
         except Exception as exc:  # noqa: BLE001 - report the patient, go on with the batch
-            msg = str(exc) if pid in str(exc) else f"patient {pid}: {exc}"
-            failures.append({"PatientID": pid, "file": str(getattr(exc, "filename", None) or rec.ct),
-                             "error": msg})
+            failures.append(_failure(pid, rec, exc))
     for f in failures:
         log.error("excluded patient %s (%s): %s", f["PatientID"], f["file"], f["error"])
     ok = [pid for pid in ids if pid in images]
     return LoadedCohort(cohort=cohort, ids=ok, images=images, failures=failures)
+
+
+def _failure(pid: str, rec, exc: Exception) -> dict:
+    """Failure record naming the file and the root cause, not MONAI's "applying transform <repr>" wrapper."""
+    root = exc
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__
+    text = str(root).strip().splitlines()
+    reason = next((ln for ln in text if "error" in ln.lower()), text[-1] if text else type(root).__name__)
+    said = f"{exc} {root}"
+    named = [str(f) for f in (rec.ct, rec.pet) if f is not None and Path(f).name in said]
+    file = getattr(root, "filename", None) or (named[0] if named else f"{rec.ct} / {rec.pet}")
+    return {"PatientID": pid, "file": str(file), "error": f"preprocessing failed: {reason.strip()[:300]}"}
 
 
 class SurvivalTensorDataset(torch.utils.data.Dataset):

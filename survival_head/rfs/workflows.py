@@ -233,25 +233,71 @@ def _same_state(a: dict, b: dict) -> bool:
 
 
 def predict(cohort_dir: str | Path, models_dir: str | Path, out_dir: str | Path, batch_size: int = 8,
-            device: str = "cpu", cache_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Predict the ensemble risk for every patient with images in ``cohort_dir``.
+            device: str = "cpu", cache_dir: str | Path | None = None, progress: bool = True,
+            allow_missing_clinical: bool = False) -> dict:
+    """Predict the ensemble risk for every patient of ``cohort_dir`` that passes the cohort checks.
 
     Writes ``out_dir/predictions.json`` (HECKTOR Task-2 format: list of ``{"PatientID", "Prediction"}``,
     Prediction = risk, higher = earlier relapse), ``predictions.csv`` (also listing every patient that
-    could not be processed, with the error) and ``failures.json``.
+    could not be processed, with the error, and any warning) and ``failures.json`` (PatientID, file, error).
+    Patients without a usable clinical row are refused (the fusion model needs it) unless
+    ``allow_missing_clinical``; then they are predicted with every clinical value Unknown and flagged.
+    An earlier ``predictions.json`` holding a patient who fails now is kept; the new set goes to
+    ``predictions.partial.*``. Raises :class:`~hnc_core.guards.NothingPredicted` when no patient is left.
     """
+    from hnc_core.guards import NothingPredicted, check_output_dir, prediction_suffix
+
+    out_dir = check_output_dir(out_dir, protected_dirs=[cohort_dir])
     manifest = load_manifest(models_dir)
     data = load_patient_images(cohort_dir, manifest["image_size"], "images", cache_dir, progress)
-    risk, fold_risks = ensemble_risk(data, models_dir, manifest, batch_size, device)
-    out_dir = Path(out_dir)
-    preds = [{"PatientID": pid, "Prediction": float(r)} for pid, r in zip(data.ids, risk)]
-    write_json_atomic(out_dir / "predictions.json", preds)
-    rows = pd.DataFrame(preds).assign(status="ok", error="")
-    fails = pd.DataFrame([{"PatientID": f["PatientID"], "Prediction": np.nan, "status": "failed",
-                           "error": f"{f['file']}: {f['error']}"} for f in data.failures])
-    table = pd.concat([rows, fails], ignore_index=True) if len(fails) else rows
-    write_csv_atomic(table.reindex(columns=["PatientID", "Prediction", "status", "error"]),
-                     out_dir / "predictions.csv")
+    warnings = _clinical_gate(data, manifest, allow_missing_clinical)
     write_json_atomic(out_dir / "failures.json", data.failures)
+    if not data.ids:
+        shown = "; ".join(f"{f['PatientID']}: {f['error']}" for f in data.failures[:3])
+        raise NothingPredicted(f"no patient of {cohort_dir} could be predicted ({len(data.failures)} rejected, "
+                               f"listed in {out_dir / 'failures.json'}): {shown}")
+    risk, fold_risks = ensemble_risk(data, models_dir, manifest, batch_size, device)
+    suffix = prediction_suffix(out_dir, [f["PatientID"] for f in data.failures])
+    if suffix:
+        log.error("%s holds earlier predictions for patients that fail now; keeping it and writing this run's "
+                  "%d predictions to predictions%s.json", out_dir / "predictions.json", len(data.ids), suffix)
+    preds = [{"PatientID": pid, "Prediction": float(r)} for pid, r in zip(data.ids, risk)]
+    write_json_atomic(out_dir / f"predictions{suffix}.json", preds)
+    rows = pd.DataFrame(preds).assign(status="ok", error="", warning=[warnings.get(i, "") for i in data.ids])
+    fails = pd.DataFrame([{"PatientID": f["PatientID"], "Prediction": np.nan, "status": "failed",
+                           "error": f"{f['file']}: {f['error']}", "warning": ""} for f in data.failures])
+    table = pd.concat([rows, fails], ignore_index=True) if len(fails) else rows
+    write_csv_atomic(table.reindex(columns=["PatientID", "Prediction", "status", "error", "warning"]),
+                     out_dir / f"predictions{suffix}.csv")
     return {"ids": data.ids, "risk": risk, "fold_risks": fold_risks, "failures": data.failures, "data": data,
-            "manifest": manifest}
+            "manifest": manifest, "warnings": warnings, "partial": bool(suffix)}
+
+
+def _clinical_gate(data: LoadedCohort, manifest: dict, allow_missing: bool) -> dict[str, str]:
+    """Refuse (move to ``data.failures``) or flag patients without clinical data when the model uses it."""
+    if manifest.get("mode") == "image":
+        return {}
+    warnings, keep = {}, []
+    for pid in data.ids:
+        reason = data.cohort.clinical_missing_reason(pid)
+        if reason is None:
+            keep.append(pid)
+        elif allow_missing:
+            warnings[pid] = f"clinical data unavailable ({reason}); predicted with every clinical value Unknown"
+            log.warning("patient %s: %s", pid, warnings[pid])
+            keep.append(pid)
+        else:
+            data.failures.append({"PatientID": pid, "file": str(data.cohort.clinical_csv or data.cohort.root),
+                                  "error": f"clinical data unavailable ({reason}); the {manifest.get('mode')} model "
+                                           "needs it: fix the CSV, or set allow_missing_clinical to predict with "
+                                           "every clinical value Unknown"})
+            log.error("excluded patient %s: clinical data unavailable (%s)", pid, reason)
+    data.ids = keep
+    return warnings
+
+
+def bundle_predict(**kwargs) -> dict:
+    """:func:`predict` for ``inference.json``: the project's own errors end the run with one line."""
+    from hnc_core.guards import bundle_entry
+
+    return bundle_entry(predict, (WeightsError,))(**kwargs)
