@@ -11,10 +11,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Run the main job on a HECKTOR-layout cohort: validate -> segmentation (nnU-Net + HecMamba) -> "
         "RFS fusion model -> distant-metastasis model -> report (OUT_DIR/report/index.html and index.md).\n"
-        "A re-run skips finished stages (state in OUT_DIR/run_state.json); --force STAGE redoes one."
+        "A re-run reuses a finished stage only while the fingerprint of its inputs (its options, the package "
+        "version, the cohort files, the stages it consumes) is unchanged, and redoes stale stages and their "
+        "downstream stages, saying why (state in OUT_DIR/run_state.json); --force STAGE redoes one."
     )
     p.add_argument("cohort_dir", metavar="COHORT_DIR", help="cohort folder in the HECKTOR 2025 layout")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created; finished stages are reused)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created; finished stages with unchanged inputs are reused)")
     p.add_argument("--force", action="append", default=[], choices=STAGE_NAMES, metavar="STAGE",
                    help=f"redo this stage even if finished (repeatable; one of {', '.join(STAGE_NAMES)})")
     p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES[1:4], metavar="STAGE",

@@ -48,6 +48,14 @@ class StageContext:
     options: RunOptions
     state: RunState
     outputs: dict = field(default_factory=dict)  # outputs of finished stages, by stage name
+    previous: dict = field(default_factory=dict)  # the running stage's record from the last run (or {})
+    fingerprint: dict = field(default_factory=dict)  # the running stage's input fingerprint
+
+    def resuming(self) -> bool:
+        """True when the running stage was interrupted or failed last time with the same inputs
+        (so partial work it left, e.g. nnU-Net's ``checkpoint_latest.pth``, is valid to continue)."""
+        return (self.previous.get("status") in ("running", "failed")
+                and self.previous.get("fingerprint") == self.fingerprint)
 
     def stage_dir(self, name: str) -> Path:
         d = self.out_dir / name

@@ -11,8 +11,16 @@ from pathlib import Path
 
 from hnc_petct.pipeline.bundles import bundle_run
 from hnc_petct.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.fingerprint import StageInputs
 
 BUNDLE = "hnscc_distant_metastasis"
+
+
+def inputs(options) -> StageInputs:
+    """With ``--dm-masks predicted`` the segmentation stage's predictions are an input too."""
+    upstream = ("validate", "segmentation") if options.dm_masks == "predicted" else ("validate",)
+    return StageInputs(options=("dm_masks", "dm_image_size", "dm_max_epochs", "dm_window_size",
+                                "radiomics_params", "n_folds"), upstream=upstream)
 
 
 def _mask_dir(ctx: StageContext) -> Path | None:

@@ -12,8 +12,14 @@ import numpy as np
 
 from hnc_petct.pipeline.bundles import bundle_run
 from hnc_petct.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.fingerprint import StageInputs
 
 BUNDLE = "hecktor_rfs_fusion"
+
+
+def inputs(options) -> StageInputs:
+    return StageInputs(options=("rfs_image_size", "rfs_max_epochs", "rfs_learning_rate", "n_folds",
+                                "freeze_backbone", "n_boot"), upstream=("validate",))
 
 
 def _row(model: str, rep: dict) -> dict:
