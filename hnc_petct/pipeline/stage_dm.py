@@ -58,10 +58,11 @@ def run(ctx: StageContext) -> dict:
               "workers": opt.workers, "progress": False}
     sizes = {"image_size": opt.dm_image_size, "max_epochs": opt.dm_max_epochs, "n_folds": opt.n_folds,
              "window_size": opt.dm_window_size}
-    ctx.run("dm", bundle_run(BUNDLE, "train", **common, **sizes, radiomics_params=opt.radiomics_params,
+    ctx.run("dm", bundle_run(BUNDLE, "train", **common, **sizes, radiomics_params=opt.radiomics_params, device=opt.device,
                              output_dir=d / "train", model_dir=d / "models"))
     res = run_analysis(ctx.cohort_dir, d / "analysis", radiomics_cache=d / "radiomics_cache", mask_dir=mask_dir,
-                       radiomics_params=opt.radiomics_params, workers=opt.workers, progress=False, **sizes)
+                       radiomics_params=opt.radiomics_params, workers=opt.workers, progress=False, device=opt.device,
+                       **sizes)
     ctx.run("dm", bundle_run(BUNDLE, "inference", **common, output_dir=d / "inference", model_dir=d / "models"))
     pred_json = d / "inference" / "predictions.json"
     if not pred_json.is_file() or not json.loads(pred_json.read_text()):

@@ -69,6 +69,7 @@ def run_analysis(
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
+    device: str = "cpu",
     **config,
 ) -> dict:
     """Cross-validate every modality subset; write ``analysis.json``, ``ablation.csv``, ``oof_predictions.csv``,
@@ -79,7 +80,7 @@ def run_analysis(
     params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
     data = _load(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
     sets = [tuple(m) for m in modality_sets]
-    cv = cross_validate(data, cfg, sets, progress)
+    cv = cross_validate(data, cfg, sets, progress, device)
     out = Path(out_dir)
     ablation, curves = {}, {}
     for name, p in cv["oof"].items():

@@ -41,7 +41,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                   freeze_backbone: bool = False, lr: float = 3e-4, seed: int = 0, n_boot: int = 500,
                   cache_dir: str | Path | None = None, progress: bool = True, clinical_set: str = "paper+hpv",
                   dropout: float = 0.3, weight_decay: float = 1e-4, pretrain_clinical: bool = False,
-                  inner_val_fraction: float = 0.2, modality_dropout: float = 0.0) -> dict:
+                  inner_val_fraction: float = 0.2, modality_dropout: float = 0.0, device: str = "cpu") -> dict:
     """Train and score each mode; write ``out_dir/ablation.json`` and return it.
 
     Result: ``{"settings", "oracle_c": {"oof", "test"}, "failures", "modes": {mode: {"oof": report,
@@ -57,7 +57,8 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                         "batch_size": batch_size, "n_folds": n_folds, "holdout_fraction": holdout_fraction,
                         "freeze_backbone": freeze_backbone, "lr": lr, "seed": seed, "clinical_set": clinical_set,
                         "dropout": dropout, "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
-                        "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout},
+                        "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout,
+                        "device": device},
            "oracle_c": {"oof": oracle_cindex(cohort_dir, tr_ids, y_tr)}, "failures": data.failures, "modes": {}}
     if te_ids:
         res["oracle_c"]["test"] = oracle_cindex(cohort_dir, te_ids, data.outcome(te_ids))
@@ -69,7 +70,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                           freeze_backbone=freeze_backbone, cache_dir=cache_dir, progress=progress, ids=tr_ids,
                           clinical_set=clinical_set, dropout=dropout, weight_decay=weight_decay,
                           pretrain_clinical=pretrain_clinical, inner_val_fraction=inner_val_fraction,
-                          modality_dropout=modality_dropout)
+                          modality_dropout=modality_dropout, device=device)
         oof = man["oof"]
         y_oof, r_oof = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
         entry = {"oof": survival_report(y_oof, r_oof, y_oof, r_oof, n_boot, seed),
@@ -77,7 +78,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                  "fold_weights": man["ensemble"]["weights"]}
         if te_ids:
             sub = _subset(data, te_ids)
-            risk, _ = ensemble_risk(sub, mdir, load_manifest(mdir), batch_size)
+            risk, _ = ensemble_risk(sub, mdir, load_manifest(mdir), batch_size, device)
             entry["test"] = survival_report(data.outcome(te_ids), risk, y_oof, r_oof, n_boot, seed)
             risks.setdefault(mode, {})["test"] = risk
         risks.setdefault(mode, {})["oof"] = r_oof
