@@ -1,6 +1,8 @@
 """Modality ablations and subgroup-stratified metrics from one cross-validation run.
 
-``python -m survival_head.dm.analysis COHORT OUT [--image_size 32] [--max_epochs 2] [--subgroups "HPV Status" CenterID]``
+``python -m survival_head.dm.analysis COHORT OUT [--image-size 32] [--max-epochs 2] [--subgroups "HPV Status" CenterID]``
+
+(The earlier underscore spellings, ``--image_size`` ..., are still accepted.)
 
 All modality subsets share each fold's selector, clinical encoder and stage-1 image branch, so the
 comparison isolates the fusion inputs. On a synthetic cohort the oracle AUC (true DM probability of
@@ -21,6 +23,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from hnc_core import schema
+from hnc_core.cli_args import add_underscore_aliases
 from hnc_core.io import write_csv_atomic, write_json_atomic
 from survival_head.dm.metrics import binary_metrics, plot_roc
 from survival_head.dm.training import MODALITIES, cross_validate
@@ -106,21 +109,27 @@ def run_analysis(
     return result
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser: hyphenated flags, the earlier underscore spellings accepted as hidden aliases."""
     ap = argparse.ArgumentParser(prog="python -m survival_head.dm.analysis", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cohort_dir")
     ap.add_argument("out_dir")
-    ap.add_argument("--radiomics_cache", default=None)
-    ap.add_argument("--radiomics_params", default=None, help="params YAML / 'fast' (default: full 1,502/region)")
-    ap.add_argument("--mask_dir", default=None)
+    ap.add_argument("--radiomics-cache", default=None)
+    ap.add_argument("--radiomics-params", default=None, help="params YAML / 'fast' (default: full 1,502/region)")
+    ap.add_argument("--mask-dir", default=None)
     ap.add_argument("--subgroups", nargs="*", default=list(DEFAULT_SUBGROUPS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--scheduler", default=None)
+    ap.add_argument("--device", default="cpu", help="torch device of the image branch (cpu, cuda)")
     for k, typ in (("image_size", int), ("max_epochs", int), ("backbone", str), ("window_size", int),
                    ("feature_size", int), ("deep_dim", int), ("lr", float), ("n_folds", int), ("seed", int), ("head_epochs", int), ("head_inner_val", float), ("k", int)):
-        ap.add_argument(f"--{k}", type=typ, default=None)
-    a = vars(ap.parse_args(argv))
+        ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=typ, default=None)
+    return add_underscore_aliases(ap)
+
+
+def main(argv=None) -> int:
+    a = vars(build_parser().parse_args(argv))
     res = run_analysis(a.pop("cohort_dir"), a.pop("out_dir"), **a)
     print(json.dumps({k: {m: round(v[m], 3) for m in ("auc", "accuracy", "sensitivity", "specificity")}
                       for k, v in res["ablation"].items()}, indent=1))
