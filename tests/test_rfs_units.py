@@ -288,3 +288,14 @@ def test_underscore_flag_spellings_still_parse():
     assert "--radiomics_cache" not in dm_parser().format_help() and "--radiomics-cache" in dm_parser().format_help()
     b = rfs_parser().parse_args(["C", "O", "--image_size", "40", "--n-folds", "3"])
     assert (b.image_size, b.n_folds) == (40, 3)
+
+
+def test_one_bundle_root_lookup_for_both_bundles(tmp_path):
+    from survival_head.dm.bundle import bundle_root as dm_root
+    from survival_head.rfs.bundle import find_bundle_root
+
+    cfg = tmp_path / "b" / "configs"
+    for argv in (["x", "--config_file", str(cfg / "train.json")], [f"--config_file={cfg / 'train.json'}"],
+                 ["--config_file", f"['{cfg / 'train.json'}','{cfg / 'multi_gpu_train.json'}']"],
+                 ["--config_file", f"{cfg / 'train.json'},{cfg / 'multi_gpu_train.json'}"]):
+        assert find_bundle_root(argv) == dm_root(argv=argv) == str(tmp_path / "b")

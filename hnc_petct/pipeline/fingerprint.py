@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from hnc_core import __version__
+from hnc_core.identity import files_identity
 
 
 @dataclass(frozen=True)
@@ -26,20 +26,8 @@ class StageInputs:
 
 
 def cohort_identity(cohort_dir: str | Path) -> str:
-    """sha256 over (relative path, size, mtime_ns) of every file below ``cohort_dir``.
-
-    Hidden files and folders (``.name``) are left out: caches some tools write beside the data.
-    Cheap (one ``stat`` per file, no reading), and changes when any file is added, removed or rewritten.
-    """
-    root = Path(cohort_dir)
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(f for f in filenames if not f.startswith(".")):
-            p = Path(dirpath) / name
-            st = p.stat()
-            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    """The cohort files' identity (:func:`hnc_core.identity.files_identity`: path, size, mtime_ns of each)."""
+    return files_identity(cohort_dir)
 
 
 def digest(fingerprint: dict) -> str:

@@ -116,10 +116,10 @@ def _predict_all(ctx: StageContext, raw: Path, seg: Path, env: dict, trainer: st
 
 
 def _overlays(ctx: StageContext, val_pred: Path, seg: Path) -> list[str]:
-    from hnc_core.cohort import load_cohort
+    from hnc_core.identity import read_cohort
     from hnc_petct.pipeline.figures import overlay_png
 
-    cohort = load_cohort(ctx.cohort_dir, check_images=False)
+    cohort = read_cohort(ctx.cohort_dir, check_images=False)
     pngs = []
     for pred in sorted(val_pred.glob("*.nii.gz"))[:N_OVERLAYS]:
         pid = pred.name[: -len(".nii.gz")]

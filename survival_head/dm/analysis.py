@@ -25,9 +25,9 @@ from sklearn.metrics import roc_auc_score
 from hnc_core import schema
 from hnc_core.cli_args import add_underscore_aliases
 from hnc_core.io import write_csv_atomic, write_json_atomic
-from survival_head.dm.metrics import binary_metrics, plot_roc
-from survival_head.dm.training import MODALITIES, cross_validate
-from survival_head.dm.workflows import _fold_threshold_metrics, _load, make_config
+from survival_head.dm.data import DMData, load_for_config
+from survival_head.dm.metrics import binary_metrics, fold_threshold_metrics, plot_roc
+from survival_head.dm.training import MODALITIES, DMConfig, cross_validate, make_config
 
 ALL_SETS = [c for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
 DEFAULT_SUBGROUPS = (schema.HPV, schema.CENTER)
@@ -81,16 +81,25 @@ def run_analysis(
 
     cfg = make_config(**config)
     params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
-    data = _load(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
-    sets = [tuple(m) for m in modality_sets]
-    cv = cross_validate(data, cfg, sets, progress, device)
+    data = load_for_config(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
+    cv = cross_validate(data, cfg, [tuple(m) for m in modality_sets], progress, device)
+    return write_analysis(cohort_dir, data, cv, cfg, out_dir, subgroups)
+
+
+def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig, out_dir: str | Path,
+                   subgroups=DEFAULT_SUBGROUPS) -> dict:
+    """Ablation table, subgroup metrics and ROC from one :func:`cross_validate` result ``cv`` (any modality
+    sets; rows in the order of :data:`ALL_SETS`); writes the files of :func:`run_analysis` and returns its dict."""
+    order = ["+".join(m) for m in ALL_SETS]
+    names = sorted(cv["oof"], key=lambda n: order.index(n) if n in order else len(order))
     out = Path(out_dir)
     ablation, curves = {}, {}
-    for name, p in cv["oof"].items():
+    for name in names:
+        p = cv["oof"][name]
         ablation[name] = binary_metrics(data.y, p, 0.5)
-        ablation[name].update(_fold_threshold_metrics(data.y, cv["pred_class"][name]))
+        ablation[name].update(fold_threshold_metrics(data.y, cv["pred_class"][name]))
         curves[name] = (data.y, p)
-    full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
+    full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else names[0]
     oracle = _oracle(cohort_dir, data.ids)
     result = {
         "config": dataclasses.asdict(cfg), "n_patients": len(data.ids), "n_positive": int(data.y.sum()),
@@ -104,7 +113,7 @@ def run_analysis(
              "auc_lo": v["auc_ci95"][0], "auc_hi": v["auc_ci95"][1]} for k, v in ablation.items()]
     write_csv_atomic(pd.DataFrame(rows), out / "ablation.csv")
     write_csv_atomic(pd.DataFrame({schema.PATIENT_ID: data.ids, schema.DM: data.y,
-                                   **{k: v for k, v in cv["oof"].items()}}), out / "oof_predictions.csv")
+                                   **{k: cv["oof"][k] for k in names}}), out / "oof_predictions.csv")
     plot_roc(curves, out / "roc_ablation.png", f"DM CV ablation (image {cfg.image_size}^3, {cfg.max_epochs} ep)")
     return result
 

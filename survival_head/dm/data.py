@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hnc_core import schema
-from hnc_core.cohort import load_cohort
+from hnc_core.identity import read_cohort
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def load_dm_data(
     from survival_head.dm.regions import RegionError, mask_file
     from survival_head.radiomics.cohort import extract_cohort
 
-    cohort = load_cohort(cohort_dir, check_images=False)
+    cohort = read_cohort(cohort_dir, check_images=False)
     ids = cohort.usable_ids("dm") if require_labels else sorted(p for p, r in cohort.patients.items() if r.ct)
     errors: dict[str, str] = {}
     masks = {}
@@ -99,3 +99,13 @@ def load_dm_data(
     clin = cohort.clinical.reindex(ids)
     y = clin[schema.DM].astype(float).astype(int).to_numpy() if require_labels else None
     return DMData(ids, y, clin, rad.loc[ids], torch.stack([imgs[i] for i in ids]), errors)
+
+
+def load_for_config(cohort_dir, cache, cfg, mask_dir, radiomics_params, workers, scheduler, labels, progress,
+                    organ_mask_dirs=None) -> DMData:
+    """:func:`load_dm_data` with the image/region settings of a :class:`~survival_head.dm.training.DMConfig`
+    (radiomics cache default: ``<cohort>/.dm_radiomics_cache``)."""
+    return load_dm_data(cohort_dir, cache or Path(cohort_dir) / ".dm_radiomics_cache", image_size=cfg.image_size,
+                        fov_mm=cfg.fov_mm, mask_dir=mask_dir, include_nodes=cfg.include_nodes, ring_mm=cfg.ring_mm,
+                        radiomics_params=radiomics_params, organ_mask_dirs=organ_mask_dirs, workers=workers,
+                        scheduler=scheduler, require_labels=labels, progress=progress)

@@ -80,10 +80,10 @@ def _read_cache(path: Path, key: str) -> dict | None:
 
 def build_jobs(cohort_dir, params: dict, mask_dir=None, include_nodes=True, ring_mm=8.0, ids=None):
     """Jobs for the DM-usable patients of ``cohort_dir`` (or ``ids``), plus errors found while building them."""
-    from hnc_core.cohort import load_cohort
+    from hnc_core.identity import read_cohort
     from survival_head.dm.regions import RegionError, mask_file
 
-    cohort = load_cohort(cohort_dir, check_images=False)
+    cohort = read_cohort(cohort_dir, check_images=False)
     wanted = list(ids) if ids is not None else sorted(cohort.patients)
     jobs, errors = [], {}
     for pid in wanted:

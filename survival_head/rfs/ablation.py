@@ -76,7 +76,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                           freeze_backbone=freeze_backbone, cache_dir=cache_dir, progress=progress, ids=tr_ids,
                           clinical_set=clinical_set, dropout=dropout, weight_decay=weight_decay,
                           pretrain_clinical=pretrain_clinical, inner_val_fraction=inner_val_fraction,
-                          modality_dropout=modality_dropout, device=device)
+                          modality_dropout=modality_dropout, device=device, data=data)
         oof = man["oof"]
         y_oof, r_oof = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
         entry = {"oof": survival_report(y_oof, r_oof, y_oof, r_oof, n_boot, seed),

@@ -124,7 +124,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
                 clinical_set: str = D.clinical_set, dropout: float = D.dropout, weight_decay: float = D.weight_decay,
                 pretrain_clinical: bool = D.pretrain_clinical, inner_val_fraction: float = D.inner_val_fraction,
-                modality_dropout: float = D.modality_dropout) -> dict:
+                modality_dropout: float = D.modality_dropout, data: LoadedCohort | None = None) -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
@@ -133,13 +133,17 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ``inner_val_fraction``: part of each fold's training patients used for early stopping (0 = stop on the
     fold's validation patients, which biases the out-of-fold C-index upwards).
     ``modality_dropout``: per-sample probability of blanking one branch while training a fusion network.
+    ``data``: the cohort already loaded at ``image_size`` (:func:`load_patient_images`), so that callers
+    training several models on one cohort (the ablation) read and preprocess it once.
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
-    data = load_patient_images(cohort_dir, image_size, "rfs", cache_dir or models_dir / "cache", progress)
+    if data is None:
+        data = load_patient_images(cohort_dir, image_size, "rfs", cache_dir or models_dir / "cache", progress)
     if ids is not None:
         keep = set(ids)
-        data.ids = [i for i in data.ids if i in keep]
+        data = LoadedCohort(cohort=data.cohort, ids=[i for i in data.ids if i in keep], images=data.images,
+                            failures=data.failures)
     cfg = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                       freeze_backbone=freeze_backbone, distributed=distributed, progress=progress,
                       weight_decay=weight_decay)
