@@ -99,7 +99,7 @@ def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig
         ablation[name] = binary_metrics(data.y, p, 0.5)
         ablation[name].update(fold_threshold_metrics(data.y, cv["pred_class"][name]))
         curves[name] = (data.y, p)
-    full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else names[0]
+    full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
     oracle = _oracle(cohort_dir, data.ids)
     result = {
         "config": dataclasses.asdict(cfg), "n_patients": len(data.ids), "n_positive": int(data.y.sum()),

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hnc_core import schema
+from hnc_core.hashing import sha256_file
 from hnc_core.io import write_json_atomic
 
 from survival_head.radiomics.extract import load_params, params_digest
@@ -40,17 +41,9 @@ class Job:
     key: str
 
 
-def _sha(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_key(params: dict, ct: str, mask: str, include_nodes: bool, ring_mm: float) -> str:
     """Hash of everything that determines a patient's features."""
-    parts = [params_digest(params), _sha(ct), _sha(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}"]
+    parts = [params_digest(params), sha256_file(ct), sha256_file(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

@@ -1,6 +1,6 @@
 """How often the main job reads the cohort and decodes one patient's CT, counted across all its processes.
 
-    python benchmarks/count_reads.py [--repo DIR] [--keep OUT]
+    python benchmarks/bench_count_reads.py [--repo DIR] [--keep OUT]
 
 Runs ``hnc-petct run`` (segmentation left out: nnU-Net reads its own converted copy) on a 12-patient synthetic
 cohort with tiny budgets. A ``sitecustomize`` put on ``PYTHONPATH`` wraps ``hnc_core.cohort.load_cohort``,
