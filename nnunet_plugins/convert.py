@@ -8,10 +8,11 @@ import os
 import shutil
 from pathlib import Path
 
+from hnc_core import schema
 from hnc_core.io import write_image_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
-LABELS = {"background": 0, "GTVp": 1, "GTVn": 2}
+LABELS = {name: value for value, name in schema.LABELS.items()}  # nnU-Net dataset.json: name -> value
 MANIFEST = "hnc_conversion.json"
 
 

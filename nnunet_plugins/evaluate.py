@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-CLASSES = {1: "GTVp", 2: "GTVn"}
+from hnc_core import schema
+
+CLASSES = {value: name for value, name in schema.LABELS.items() if value}  # foreground classes
 
 
 MIN_PRED_COVERAGE = 0.99  # a prediction on another grid must cover this fraction of the GT's physical box

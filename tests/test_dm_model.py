@@ -135,3 +135,25 @@ def test_head_epochs_are_chosen_on_an_inner_split_of_the_training_rows():
     assert head_epochs_by_inner_split(net, None, rad, None, y, DMConfig(head_epochs=40, head_inner_val=0.0)) == 40
     assert train_head(net, None, rad, None, y, cfg) == e  # the final fit uses the chosen count
     assert not all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_one_cv_serves_training_and_analysis(tmp_path_factory, tmp_path):
+    """The main job runs the DM cross-validation once: fitting extra modality subsets in the same CV leaves the
+    trained set's out-of-fold predictions unchanged, and the analysis is written from that one CV."""
+    import json
+
+    from survival_head.dm.analysis import write_analysis
+    from survival_head.dm.data import load_dm_data
+    from survival_head.dm.training import DMConfig, cross_validate
+
+    root = shared_cohort(tmp_path_factory)
+    cache = tmp_path_factory.getbasetemp() / "dm_shared_fast_cache"
+    data = load_dm_data(root, cache, image_size=32, radiomics_params="fast", workers=2, progress=False)
+    cfg = DMConfig(image_size=32, n_folds=3, head_epochs=20, k=6)
+    trained = ("radiomics", "clinical")
+    alone = cross_validate(data, cfg, [trained], progress=False)
+    both = cross_validate(data, cfg, [trained, ("clinical",), ("radiomics",)], progress=False)
+    assert np.allclose(alone["oof"]["radiomics+clinical"], both["oof"]["radiomics+clinical"])
+    res = write_analysis(root, data, both, cfg, tmp_path)
+    assert list(res["ablation"]) == ["radiomics", "clinical", "radiomics+clinical"]  # ALL_SETS order
+    assert json.loads((tmp_path / "analysis.json").read_text())["subgroup_model"] == "radiomics+clinical"

@@ -87,7 +87,8 @@ def test_report_numbers_match_stage_outputs(main_job):
     full = analysis["subgroup_model"]
     assert _md_row(md, full)[1] == fmt(analysis["ablation"][full]["auc"])
     for stage in ("validate", "segmentation", "rfs", "dm"):
-        assert _md_row(md, stage, section="Timings")[2] == fmt(st[stage]["seconds"])
+        row = _md_row(md, stage, section="Timings")
+        assert row[2] == st[stage]["device"] == "cpu" and row[3] == fmt(st[stage]["seconds"])
     # the HTML twin carries the same numbers
     assert f"<td>{fmt(analysis['ablation'][full]['auc'])}</td>" in html
     assert "nnUNetv2_train" in md and "monai.bundle run" in md

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,3 +242,60 @@ def test_ablation_fusion_differences_give_a_95_percent_interval_for_any_seed(see
     d = fusion_differences(risks, y, None, n_boot=300, seed=seed)["image"]["oof"]
     assert d["ci_low"] < d["estimate"] < d["ci_high"]
     assert 0.05 < d["ci_high"] - d["ci_low"] < 0.4  # a 95 % interval, neither a point nor min..max
+
+
+# ------------------------------------------------------------------ one RFS config, one flag spelling
+
+def _bundle_config(name: str) -> dict:
+    return json.loads((Path(__file__).parents[1] / "bundles" / "hecktor_rfs_fusion" / "configs" / name).read_text())
+
+
+def test_bundle_json_defaults_equal_rfs_config():
+    from survival_head.rfs.config import DEFAULTS
+
+    alias = {"learning_rate": "lr"}
+    checked = 0
+    for name in ("train.json", "inference.json", "evaluate.json"):
+        cfg = _bundle_config(name)
+        for key, value in cfg.items():
+            field = alias.get(key, key)
+            if hasattr(DEFAULTS, field) and not isinstance(value, (dict, list)):
+                assert value == getattr(DEFAULTS, field), f"{name}: {key} = {value!r}, RFSConfig.{field} = " \
+                                                          f"{getattr(DEFAULTS, field)!r}"
+                checked += 1
+    assert checked >= 14  # image_size, max_epochs, lr, batch_size, folds, ... across the three configs
+
+
+def test_rfs_cli_and_main_job_read_the_config():
+    from hnc_petct.pipeline.context import RunOptions
+    from survival_head.rfs.ablation import build_parser
+    from survival_head.rfs.config import CPU_BUDGET, DEFAULTS
+
+    a = build_parser().parse_args(["C", "O"])
+    assert (a.image_size, a.max_epochs, a.lr, a.batch_size, a.n_boot) == (
+        DEFAULTS.image_size, DEFAULTS.max_epochs, DEFAULTS.lr, DEFAULTS.batch_size, DEFAULTS.n_boot)
+    opt = RunOptions()
+    assert (opt.rfs_image_size, opt.rfs_max_epochs, opt.rfs_learning_rate, opt.freeze_backbone) == (
+        CPU_BUDGET.image_size, CPU_BUDGET.max_epochs, CPU_BUDGET.lr, CPU_BUDGET.freeze_backbone)
+
+
+def test_underscore_flag_spellings_still_parse():
+    from survival_head.dm.analysis import build_parser as dm_parser
+    from survival_head.rfs.ablation import build_parser as rfs_parser
+
+    a = vars(dm_parser().parse_args(["C", "O", "--radiomics_cache", "X", "--image_size", "24", "--max-epochs", "3"]))
+    assert (a["radiomics_cache"], a["image_size"], a["max_epochs"]) == ("X", 24, 3)
+    assert "--radiomics_cache" not in dm_parser().format_help() and "--radiomics-cache" in dm_parser().format_help()
+    b = rfs_parser().parse_args(["C", "O", "--image_size", "40", "--n-folds", "3"])
+    assert (b.image_size, b.n_folds) == (40, 3)
+
+
+def test_one_bundle_root_lookup_for_both_bundles(tmp_path):
+    from survival_head.dm.bundle import bundle_root as dm_root
+    from survival_head.rfs.bundle import find_bundle_root
+
+    cfg = tmp_path / "b" / "configs"
+    for argv in (["x", "--config_file", str(cfg / "train.json")], [f"--config_file={cfg / 'train.json'}"],
+                 ["--config_file", f"['{cfg / 'train.json'}','{cfg / 'multi_gpu_train.json'}']"],
+                 ["--config_file", f"{cfg / 'train.json'},{cfg / 'multi_gpu_train.json'}"]):
+        assert find_bundle_root(argv) == dm_root(argv=argv) == str(tmp_path / "b")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hnc_petct.pipeline.state import RunState
+from survival_head.rfs.config import CPU_BUDGET as RFS_CPU
 
 log = logging.getLogger("hnc_petct.pipeline")
 
@@ -26,16 +27,16 @@ class RunOptions:
     seg_fold: int = 0
     seg_trainer: str | None = None   # override the schedule's trainer (any nnU-Net trainer class name)
     dm_masks: str = "label"          # "label" or "predicted" (HecMamba predictions)
-    rfs_image_size: int = 32
-    rfs_max_epochs: int = 20        # frozen-backbone head training is cheap (~1 min for 40 patients)
-    rfs_learning_rate: float = 1e-3
+    rfs_image_size: int = RFS_CPU.image_size      # RFS defaults: survival_head.rfs.config.CPU_BUDGET
+    rfs_max_epochs: int = RFS_CPU.max_epochs      # frozen-backbone head training is cheap (~1 min for 40 patients)
+    rfs_learning_rate: float = RFS_CPU.lr
     dm_image_size: int = 32
     dm_max_epochs: int = 2          # Swin image-branch epochs per fold (CPU budget)
     dm_window_size: int = 4         # Swin window; 4 suits 32³ crops (7 only adds padding there)
     radiomics_params: str | None = None  # None: the shipped 1,502-feature/region config; "fast": 107 original
-    n_folds: int = 5
-    freeze_backbone: bool = True     # CPU budget: frozen ResNet-18 features for RFS
-    n_boot: int = 500
+    n_folds: int = RFS_CPU.n_folds
+    freeze_backbone: bool = RFS_CPU.freeze_backbone  # CPU budget: frozen ResNet-18 features for RFS
+    n_boot: int = RFS_CPU.n_boot
     workers: int = 2
     device: str = "cpu"
     skip: tuple = ()
@@ -48,6 +49,14 @@ class StageContext:
     options: RunOptions
     state: RunState
     outputs: dict = field(default_factory=dict)  # outputs of finished stages, by stage name
+    previous: dict = field(default_factory=dict)  # the running stage's record from the last run (or {})
+    fingerprint: dict = field(default_factory=dict)  # the running stage's input fingerprint
+
+    def resuming(self) -> bool:
+        """True when the running stage was interrupted or failed last time with the same inputs
+        (so partial work it left, e.g. nnU-Net's ``checkpoint_latest.pth``, is valid to continue)."""
+        return (self.previous.get("status") in ("running", "failed")
+                and self.previous.get("fingerprint") == self.fingerprint)
 
     def stage_dir(self, name: str) -> Path:
         d = self.out_dir / name

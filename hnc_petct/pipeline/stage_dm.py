@@ -11,8 +11,16 @@ from pathlib import Path
 
 from hnc_petct.pipeline.bundles import bundle_run
 from hnc_petct.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.fingerprint import StageInputs
 
 BUNDLE = "hnscc_distant_metastasis"
+
+
+def inputs(options) -> StageInputs:
+    """With ``--dm-masks predicted`` the segmentation stage's predictions are an input too."""
+    upstream = ("validate", "segmentation") if options.dm_masks == "predicted" else ("validate",)
+    return StageInputs(options=("dm_masks", "dm_image_size", "dm_max_epochs", "dm_window_size",
+                                "radiomics_params", "n_folds"), upstream=upstream)
 
 
 def _mask_dir(ctx: StageContext) -> Path | None:
@@ -41,19 +49,21 @@ def _subgroup_rows(subgroups: dict) -> list[dict]:
 
 
 def run(ctx: StageContext) -> dict:
-    from survival_head.dm.analysis import run_analysis
-
     opt = ctx.options
     d = ctx.stage_dir("dm")
     mask_dir = _mask_dir(ctx)
     common = {"dataset_dir": ctx.cohort_dir, "mask_dir": mask_dir, "radiomics_cache": d / "radiomics_cache",
-              "workers": opt.workers, "progress": False}
+              "workers": opt.workers, "progress": False, "device": opt.device}
     sizes = {"image_size": opt.dm_image_size, "max_epochs": opt.dm_max_epochs, "n_folds": opt.n_folds,
              "window_size": opt.dm_window_size}
+    # one cross-validation: the bundle's training CV also fits the modality subsets and writes the analysis
     ctx.run("dm", bundle_run(BUNDLE, "train", **common, **sizes, radiomics_params=opt.radiomics_params,
-                             output_dir=d / "train", model_dir=d / "models"))
-    res = run_analysis(ctx.cohort_dir, d / "analysis", radiomics_cache=d / "radiomics_cache", mask_dir=mask_dir,
-                       radiomics_params=opt.radiomics_params, workers=opt.workers, progress=False, **sizes)
+                             output_dir=d / "train", model_dir=d / "models",
+                             **{"trainer#analysis_dir": d / "analysis"}))
+    analysis_json = d / "analysis" / "analysis.json"
+    if not analysis_json.is_file():
+        raise StageError(f"DM training wrote no modality analysis ({analysis_json})")
+    res = json.loads(analysis_json.read_text())
     ctx.run("dm", bundle_run(BUNDLE, "inference", **common, output_dir=d / "inference", model_dir=d / "models"))
     pred_json = d / "inference" / "predictions.json"
     if not pred_json.is_file() or not json.loads(pred_json.read_text()):

@@ -10,11 +10,17 @@ from pathlib import Path
 
 from hnc_core.io import write_text_atomic
 from hnc_petct.pipeline.context import StageContext
+from hnc_petct.pipeline.fingerprint import StageInputs
 from hnc_petct.pipeline.published import RFS_REFERENCE, SEG_REFERENCE
 from hnc_petct.pipeline.report import Section, fmt, to_html, to_markdown
 
 PACKAGES = ["hnc-petct", "torch", "monai", "nnunetv2", "scikit-survival", "scikit-learn", "pyradiomics-bhklab",
             "SimpleITK", "numpy", "dask"]
+
+
+def inputs(options) -> StageInputs:
+    """Rebuilt whenever a model stage was redone (or the skipped set changed)."""
+    return StageInputs(options=("skip",), upstream=("validate", "segmentation", "rfs", "dm"))
 
 
 def run(ctx: StageContext) -> dict:
@@ -119,8 +125,9 @@ def _oracle_text(what: str, value) -> str:
 
 
 def _timing_section(st: dict) -> Section:
-    rows = [[k, v.get("status"), v.get("seconds")] for k, v in st.items() if k != "report"]
-    return Section("Timings").table(["stage", "status", "seconds"], rows)
+    rows = [[k, v.get("status"), v.get("device"), v.get("seconds"), v.get("reason")]
+            for k, v in st.items() if k != "report"]
+    return Section("Timings").table(["stage", "status", "device", "seconds", "why it ran"], rows)
 
 
 def _provenance_section(ctx: StageContext) -> Section:

@@ -12,8 +12,14 @@ import numpy as np
 
 from hnc_petct.pipeline.bundles import bundle_run
 from hnc_petct.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.fingerprint import StageInputs
 
 BUNDLE = "hecktor_rfs_fusion"
+
+
+def inputs(options) -> StageInputs:
+    return StageInputs(options=("rfs_image_size", "rfs_max_epochs", "rfs_learning_rate", "n_folds",
+                                "freeze_backbone", "n_boot"), upstream=("validate",))
 
 
 def _row(model: str, rep: dict) -> dict:
@@ -31,7 +37,8 @@ def run(ctx: StageContext) -> dict:
     opt = ctx.options
     d = ctx.stage_dir("rfs")
     models, cache = d / "models", d / "cache"
-    common = {"dataset_dir": ctx.cohort_dir, "cache_dir": cache, "image_size": opt.rfs_image_size}
+    common = {"dataset_dir": ctx.cohort_dir, "cache_dir": cache, "image_size": opt.rfs_image_size,
+              "device": opt.device}
     ctx.run("rfs", bundle_run(BUNDLE, "train", **common, models_dir=models, max_epochs=opt.rfs_max_epochs,
                               n_folds=opt.n_folds, freeze_backbone=opt.freeze_backbone,
                               learning_rate=opt.rfs_learning_rate, progress=False))
@@ -43,8 +50,7 @@ def run(ctx: StageContext) -> dict:
     abl = run_ablations(ctx.cohort_dir, d / "ablation", image_size=opt.rfs_image_size,
                         max_epochs=opt.rfs_max_epochs, n_folds=opt.n_folds, modes=("clinical", "image"),
                         holdout_fraction=0.0, freeze_backbone=opt.freeze_backbone, n_boot=opt.n_boot,
-                        lr=opt.rfs_learning_rate,
-                        cache_dir=cache, progress=False)
+                        lr=opt.rfs_learning_rate, device=opt.device, cache_dir=cache, progress=False)
     rows = [_row(f"{m}-only", abl["modes"][m]["oof"]) for m in ("clinical", "image")] + [_row("fusion", fusion)]
     km = km_plot(y, risk, d / "km_oof.png", title="RFS by out-of-fold predicted risk (median split)")
 

@@ -12,12 +12,18 @@ import shutil
 from pathlib import Path
 
 from hnc_petct.pipeline.context import StageContext, StageError, venv_script
+from hnc_petct.pipeline.fingerprint import StageInputs
 
 DATASET_ID = 501
 DATASET = f"Dataset{DATASET_ID}_HECKTOR"
 CPU_PLANS = "nnUNetPlans_cpu"
 TRAINERS = {"cpu": "HecMambaTrainer_cpu", "full": "HecMambaTrainer"}
 N_OVERLAYS = 4
+
+
+def inputs(options) -> StageInputs:
+    """Schedule, trainer, fold; ``dm_masks`` decides whether the labelled cases are predicted too."""
+    return StageInputs(options=("seg_schedule", "seg_fold", "seg_trainer", "dm_masks"), upstream=("validate",))
 
 
 def _env(seg: Path, device: str) -> dict:
@@ -57,9 +63,12 @@ def run(ctx: StageContext) -> dict:
         ctx.run("segmentation", [venv_script("nnUNetv2_preprocess"), "-d", str(DATASET_ID), "-plans_name", CPU_PLANS,
                                  "-c", "3d_fullres", "-np", str(opt.workers)], env)
         plans = CPU_PLANS
-    ctx.run("segmentation", [venv_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", str(opt.seg_fold),
-                             "-tr", trainer, "-p", plans, "-device", opt.device], _train_env(env, opt.device))
     fold_dir = (seg / "nnUNet_results" / DATASET / f"{trainer}__{plans}__3d_fullres" / f"fold_{opt.seg_fold}")
+    # an interrupted/failed training with the same inputs continues from nnU-Net's own checkpoint (--c)
+    resume = ctx.resuming() and any((fold_dir / f).is_file() for f in ("checkpoint_latest.pth", "checkpoint_final.pth"))
+    ctx.run("segmentation", [venv_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", str(opt.seg_fold),
+                             "-tr", trainer, "-p", plans, "-device", opt.device, *(["--c"] if resume else [])],
+            _train_env(env, opt.device))
     val_pred = fold_dir / "validation"
     if not any(val_pred.glob("*.nii.gz")):
         raise StageError(f"nnU-Net wrote no validation predictions in {val_pred}")
@@ -107,10 +116,10 @@ def _predict_all(ctx: StageContext, raw: Path, seg: Path, env: dict, trainer: st
 
 
 def _overlays(ctx: StageContext, val_pred: Path, seg: Path) -> list[str]:
-    from hnc_core.cohort import load_cohort
+    from hnc_core.identity import read_cohort
     from hnc_petct.pipeline.figures import overlay_png
 
-    cohort = load_cohort(ctx.cohort_dir, check_images=False)
+    cohort = read_cohort(ctx.cohort_dir, check_images=False)
     pngs = []
     for pred in sorted(val_pred.glob("*.nii.gz"))[:N_OVERLAYS]:
         pid = pred.name[: -len(".nii.gz")]

@@ -6,6 +6,12 @@ from hnc_core.cohort import load_cohort
 from hnc_petct.commands.validate import format_report
 from hnc_core.io import write_json_atomic, write_text_atomic
 from hnc_petct.pipeline.context import StageContext, StageError
+from hnc_petct.pipeline.fingerprint import StageInputs
+
+
+def inputs(options) -> StageInputs:
+    """Depends on the cohort files only."""
+    return StageInputs()
 
 
 def run(ctx: StageContext) -> dict:

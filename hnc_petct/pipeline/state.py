@@ -1,4 +1,4 @@
-"""Resumable run state: which stages finished, when, how long they took and what they wrote."""
+"""Resumable run state: per stage its status, input fingerprint, device, time taken and outputs."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ class RunState:
         return self.stages.get(stage, {}).get("status") == "done"
 
     def record(self, stage: str, status: str, seconds: float, outputs: dict | None = None,
-               error: str | None = None) -> None:
+               error: str | None = None, fingerprint: dict | None = None, device: str | None = None,
+               reason: str | None = None) -> None:
+        """Status ``running`` (written at start: left behind by an interrupted run), ``done`` or ``failed``;
+        ``fingerprint`` of the stage's inputs, the torch ``device`` it ran on, ``reason`` it ran."""
         self.stages[stage] = {"status": status, "seconds": round(seconds, 2), "outputs": outputs or {},
-                              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"error": error} if error else {})}
+                              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "fingerprint": fingerprint or {},
+                              "device": device, "reason": reason, **({"error": error} if error else {})}
         self.save()
 
     def add_command(self, stage: str, argv: list[str]) -> None:

@@ -128,7 +128,3 @@ def hecmamba_kwargs_from_plans(arch_kwargs: dict, patch_size: Sequence[int] | No
     return kw
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-

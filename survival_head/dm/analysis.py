@@ -1,6 +1,8 @@
 """Modality ablations and subgroup-stratified metrics from one cross-validation run.
 
-``python -m survival_head.dm.analysis COHORT OUT [--image_size 32] [--max_epochs 2] [--subgroups "HPV Status" CenterID]``
+``python -m survival_head.dm.analysis COHORT OUT [--image-size 32] [--max-epochs 2] [--subgroups "HPV Status" CenterID]``
+
+(The earlier underscore spellings, ``--image_size`` ..., are still accepted.)
 
 All modality subsets share each fold's selector, clinical encoder and stage-1 image branch, so the
 comparison isolates the fusion inputs. On a synthetic cohort the oracle AUC (true DM probability of
@@ -21,10 +23,11 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from hnc_core import schema
+from hnc_core.cli_args import add_underscore_aliases
 from hnc_core.io import write_csv_atomic, write_json_atomic
-from survival_head.dm.metrics import binary_metrics, plot_roc
-from survival_head.dm.training import MODALITIES, cross_validate
-from survival_head.dm.workflows import _fold_threshold_metrics, _load, make_config
+from survival_head.dm.data import DMData, load_for_config
+from survival_head.dm.metrics import binary_metrics, fold_threshold_metrics, plot_roc
+from survival_head.dm.training import MODALITIES, DMConfig, cross_validate, make_config
 
 ALL_SETS = [c for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
 DEFAULT_SUBGROUPS = (schema.HPV, schema.CENTER)
@@ -69,6 +72,7 @@ def run_analysis(
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
+    device: str = "cpu",
     **config,
 ) -> dict:
     """Cross-validate every modality subset; write ``analysis.json``, ``ablation.csv``, ``oof_predictions.csv``,
@@ -77,14 +81,23 @@ def run_analysis(
 
     cfg = make_config(**config)
     params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
-    data = _load(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
-    sets = [tuple(m) for m in modality_sets]
-    cv = cross_validate(data, cfg, sets, progress)
+    data = load_for_config(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
+    cv = cross_validate(data, cfg, [tuple(m) for m in modality_sets], progress, device)
+    return write_analysis(cohort_dir, data, cv, cfg, out_dir, subgroups)
+
+
+def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig, out_dir: str | Path,
+                   subgroups=DEFAULT_SUBGROUPS) -> dict:
+    """Ablation table, subgroup metrics and ROC from one :func:`cross_validate` result ``cv`` (any modality
+    sets; rows in the order of :data:`ALL_SETS`); writes the files of :func:`run_analysis` and returns its dict."""
+    order = ["+".join(m) for m in ALL_SETS]
+    names = sorted(cv["oof"], key=lambda n: order.index(n) if n in order else len(order))
     out = Path(out_dir)
     ablation, curves = {}, {}
-    for name, p in cv["oof"].items():
+    for name in names:
+        p = cv["oof"][name]
         ablation[name] = binary_metrics(data.y, p, 0.5)
-        ablation[name].update(_fold_threshold_metrics(data.y, cv["pred_class"][name]))
+        ablation[name].update(fold_threshold_metrics(data.y, cv["pred_class"][name]))
         curves[name] = (data.y, p)
     full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
     oracle = _oracle(cohort_dir, data.ids)
@@ -100,26 +113,32 @@ def run_analysis(
              "auc_lo": v["auc_ci95"][0], "auc_hi": v["auc_ci95"][1]} for k, v in ablation.items()]
     write_csv_atomic(pd.DataFrame(rows), out / "ablation.csv")
     write_csv_atomic(pd.DataFrame({schema.PATIENT_ID: data.ids, schema.DM: data.y,
-                                   **{k: v for k, v in cv["oof"].items()}}), out / "oof_predictions.csv")
+                                   **{k: cv["oof"][k] for k in names}}), out / "oof_predictions.csv")
     plot_roc(curves, out / "roc_ablation.png", f"DM CV ablation (image {cfg.image_size}^3, {cfg.max_epochs} ep)")
     return result
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser: hyphenated flags, the earlier underscore spellings accepted as hidden aliases."""
     ap = argparse.ArgumentParser(prog="python -m survival_head.dm.analysis", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cohort_dir")
     ap.add_argument("out_dir")
-    ap.add_argument("--radiomics_cache", default=None)
-    ap.add_argument("--radiomics_params", default=None, help="params YAML / 'fast' (default: full 1,502/region)")
-    ap.add_argument("--mask_dir", default=None)
+    ap.add_argument("--radiomics-cache", default=None)
+    ap.add_argument("--radiomics-params", default=None, help="params YAML / 'fast' (default: full 1,502/region)")
+    ap.add_argument("--mask-dir", default=None)
     ap.add_argument("--subgroups", nargs="*", default=list(DEFAULT_SUBGROUPS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--scheduler", default=None)
+    ap.add_argument("--device", default="cpu", help="torch device of the image branch (cpu, cuda)")
     for k, typ in (("image_size", int), ("max_epochs", int), ("backbone", str), ("window_size", int),
                    ("feature_size", int), ("deep_dim", int), ("lr", float), ("n_folds", int), ("seed", int), ("head_epochs", int), ("head_inner_val", float), ("k", int)):
-        ap.add_argument(f"--{k}", type=typ, default=None)
-    a = vars(ap.parse_args(argv))
+        ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=typ, default=None)
+    return add_underscore_aliases(ap)
+
+
+def main(argv=None) -> int:
+    a = vars(build_parser().parse_args(argv))
     res = run_analysis(a.pop("cohort_dir"), a.pop("out_dir"), **a)
     print(json.dumps({k: {m: round(v[m], 3) for m in ("auc", "accuracy", "sensitivity", "specificity")}
                       for k, v in res["ablation"].items()}, indent=1))

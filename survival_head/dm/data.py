@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hnc_core import schema
-from hnc_core.cohort import load_cohort
+from hnc_core.identity import read_cohort
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def load_dm_data(
     from survival_head.dm.regions import RegionError, mask_file
     from survival_head.radiomics.cohort import extract_cohort
 
-    cohort = load_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
+    cohort = read_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
     if require_labels:
         ids = cohort.usable_ids("dm")
         failures = [f for f in cohort.exclusions("dm") if cohort.patients[f["PatientID"]].folder is not None]
@@ -127,3 +127,13 @@ def _inference_ids(cohort, need_label: bool) -> tuple[list[str], list[dict]]:
         elif rec.ct is not None:
             ids.append(pid)
     return ids, failures
+
+
+def load_for_config(cohort_dir, cache, cfg, mask_dir, radiomics_params, workers, scheduler, labels, progress,
+                    organ_mask_dirs=None) -> DMData:
+    """:func:`load_dm_data` with the image/region settings of a :class:`~survival_head.dm.training.DMConfig`
+    (radiomics cache default: ``<cohort>/.dm_radiomics_cache``)."""
+    return load_dm_data(cohort_dir, cache or Path(cohort_dir) / ".dm_radiomics_cache", image_size=cfg.image_size,
+                        fov_mm=cfg.fov_mm, mask_dir=mask_dir, include_nodes=cfg.include_nodes, ring_mm=cfg.ring_mm,
+                        radiomics_params=radiomics_params, organ_mask_dirs=organ_mask_dirs, workers=workers,
+                        scheduler=scheduler, require_labels=labels, progress=progress)

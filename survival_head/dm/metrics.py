@@ -64,3 +64,12 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def fold_threshold_metrics(y, pred_class) -> dict:
+    """Accuracy / sensitivity / specificity of the classes predicted at each fold's training-fold threshold."""
+    y = np.asarray(y)
+    return {"cv_fold_threshold": {
+        "accuracy": float((pred_class == y).mean()),
+        "sensitivity": float(pred_class[y == 1].mean()) if (y == 1).any() else float("nan"),
+        "specificity": float(1 - pred_class[y == 0].mean()) if (y == 0).any() else float("nan")}}

@@ -111,12 +111,12 @@ def _read(path: Path, patient_id: str, what: str):
 
 
 def _check_same_grid(ref, img, patient_id: str, path: Path) -> None:
-    same = (ref.GetSize() == img.GetSize()
-            and np.allclose(ref.GetSpacing(), img.GetSpacing(), atol=1e-3)
-            and np.allclose(ref.GetOrigin(), img.GetOrigin(), atol=1e-2))
-    if not same:
-        raise RegionError(f"[{patient_id}] {path}: mask is not on the CT grid (size {img.GetSize()} vs "
-                          f"{ref.GetSize()}, spacing {img.GetSpacing()} vs {ref.GetSpacing()})")
+    """The cohort validator's grid check (:func:`hnc_core.cohort.grid_mismatch`, same tolerances)."""
+    from hnc_core.cohort import grid_mismatch
+
+    diff = grid_mismatch(ref, img)
+    if diff:
+        raise RegionError(f"[{patient_id}] {path}: mask is not on the CT grid ({diff})")
 
 
 def load_regions(

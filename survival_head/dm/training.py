@@ -77,6 +77,11 @@ def _new_net(cfg: DMConfig, in_channels: int, n_rad: int, n_clin: int, modalitie
                        window_size=cfg.window_size)
 
 
+def make_config(**overrides) -> DMConfig:
+    """DMConfig with keyword overrides (``None`` values ignored)."""
+    return dataclasses.replace(DMConfig(), **{k: v for k, v in overrides.items() if v is not None})
+
+
 class _DeepLogit(torch.nn.Module):
     """``forward = net.deep_logit`` so DDP can wrap the image branch."""
 

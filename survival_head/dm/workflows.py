@@ -15,25 +15,13 @@ import pandas as pd
 
 from hnc_core import schema
 from hnc_core.io import write_csv_atomic, write_json_atomic
-from survival_head.dm.data import DMData, load_dm_data
-from survival_head.dm.metrics import binary_metrics, plot_roc, youden_threshold
-from survival_head.dm.training import MODALITIES, DMConfig, FittedDM, cross_validate, fit_fold
+from survival_head.dm.analysis import ALL_SETS, DEFAULT_SUBGROUPS, write_analysis
+from survival_head.dm.data import DMData, load_for_config
+from survival_head.dm.metrics import binary_metrics, fold_threshold_metrics, plot_roc, youden_threshold
+from survival_head.dm.training import MODALITIES, FittedDM, cross_validate, fit_fold, make_config
 
 log = logging.getLogger(__name__)
 PROB_COL, CLASS_COL = "dm_probability", "dm_predicted"
-
-
-def _load(cohort_dir, cache, cfg: DMConfig, mask_dir, radiomics_params, workers, scheduler, labels, progress,
-          organ_mask_dirs=None) -> DMData:
-    return load_dm_data(cohort_dir, cache or Path(cohort_dir) / ".dm_radiomics_cache", image_size=cfg.image_size,
-                        fov_mm=cfg.fov_mm, mask_dir=mask_dir, include_nodes=cfg.include_nodes, ring_mm=cfg.ring_mm,
-                        radiomics_params=radiomics_params, organ_mask_dirs=organ_mask_dirs, workers=workers,
-                        scheduler=scheduler, require_labels=labels, progress=progress)
-
-
-def make_config(**overrides) -> DMConfig:
-    """DMConfig with keyword overrides (``None`` values ignored)."""
-    return dataclasses.replace(DMConfig(), **{k: v for k, v in overrides.items() if v is not None})
 
 
 def train(
@@ -50,9 +38,16 @@ def train(
     progress: bool = True,
     device: str = "cpu",
     organ_mask_dirs: dict[str, str] | None = None,
+    analysis_dir: str | Path | None = None,
+    subgroups=DEFAULT_SUBGROUPS,
     **config,
 ) -> dict:
     """5-fold CV (OOF metrics, ROC) then a final model on all patients saved to ``model_dir``.
+
+    ``analysis_dir``: the same cross-validation also fits every modality subset (they share each fold's
+    selector, encoder and image branch, and each head is seeded alike, so the trained set's OOF predictions
+    are unchanged) and writes the modality ablation + subgroup analysis there
+    (:func:`survival_head.dm.analysis.write_analysis`): one CV for both.
 
     ``config`` overrides :class:`DMConfig` fields (``image_size``, ``max_epochs``, ``backbone`` ...).
     ``organ_mask_dirs`` ``{name: folder of <PatientID>.nii.gz}`` adds organ masks as image channels.
@@ -64,17 +59,20 @@ def train(
     out = Path(output_dir)
     model_dir = Path(model_dir) if model_dir else out / "models"
     params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
-    data = _load(dataset_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress,
-                 organ_mask_dirs)
+    data = load_for_config(dataset_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress,
+                           organ_mask_dirs)
     if data.y.sum() < cfg.n_folds or (len(data.y) - data.y.sum()) < cfg.n_folds:
         raise ValueError(f"need >= {cfg.n_folds} patients of each class for {cfg.n_folds}-fold CV, got "
                          f"{int(data.y.sum())} DM / {int(len(data.y) - data.y.sum())} no DM")
     mods = tuple(modalities)
-    cv = cross_validate(data, cfg, [mods], progress, device)
+    sets = [mods] + ([tuple(m) for m in ALL_SETS if tuple(m) != mods] if analysis_dir else [])
+    cv = cross_validate(data, cfg, sets, progress, device)
+    if analysis_dir:
+        write_analysis(dataset_dir, data, cv, cfg, analysis_dir, subgroups)
     name = "+".join(mods)
     p = cv["oof"][name]
     cv_metrics = binary_metrics(data.y, p, 0.5)
-    cv_metrics.update(_fold_threshold_metrics(data.y, cv["pred_class"][name]))
+    cv_metrics.update(fold_threshold_metrics(data.y, cv["pred_class"][name]))
     final = fit_fold(data, np.arange(len(data.ids)), cfg, [mods], progress, device)[0][name]
     final.threshold = youden_threshold(data.y, p)
     final.info.update({"organ_names": sorted(organ_mask_dirs or {}), "radiomics_params": params,
@@ -88,15 +86,6 @@ def train(
               "selected_features": final.selector.selected_, "errors": data.errors}
     write_json_atomic(out / "train_metrics.json", result)
     return result
-
-
-def _fold_threshold_metrics(y, pred_class) -> dict:
-    """Accuracy / sensitivity / specificity of the classes predicted at each fold's training-fold threshold."""
-    y = np.asarray(y)
-    return {"cv_fold_threshold": {
-        "accuracy": float((pred_class == y).mean()),
-        "sensitivity": float(pred_class[y == 1].mean()) if (y == 1).any() else float("nan"),
-        "specificity": float(1 - pred_class[y == 0].mean()) if (y == 0).any() else float("nan")}}
 
 
 def predict(
@@ -122,8 +111,8 @@ def predict(
     ``predictions.json`` holding a patient who fails now is kept (the new set goes to
     ``predictions.partial.*``); no predictable patient raises :class:`~hnc_core.guards.NothingPredicted`.
     """
-    from hnc_core.cohort import load_cohort
     from hnc_core.guards import NothingPredicted, check_output_dir, prediction_suffix
+    from hnc_core.identity import read_cohort
 
     out = check_output_dir(output_dir, protected_dirs=[dataset_dir])
     fitted = FittedDM.load(model_dir, sha256)
@@ -131,10 +120,10 @@ def predict(
     if sorted(organ_mask_dirs or {}) != need:
         raise ValueError(f"model {model_dir} was trained with organ masks {need}; got {sorted(organ_mask_dirs or {})}")
     try:
-        data = _load(dataset_dir, radiomics_cache, fitted.config, mask_dir, fitted.info.get("radiomics_params"),
-                     workers, scheduler, labelled_only, progress, organ_mask_dirs)
+        data = load_for_config(dataset_dir, radiomics_cache, fitted.config, mask_dir,
+                               fitted.info.get("radiomics_params"), workers, scheduler, labelled_only, progress, organ_mask_dirs)
     except ValueError as exc:  # load_dm_data: no usable patient at all
-        failures = load_cohort(dataset_dir, check_images=False).exclusions("images")
+        failures = read_cohort(dataset_dir, check_images=True).exclusions("images")
         write_json_atomic(out / "failures.json", failures)
         raise NothingPredicted(f"no patient of {dataset_dir} could be predicted: {exc}") from None
     warnings = {}
@@ -164,9 +153,9 @@ def predict(
 
 def _clinical_gate(data: DMData, dataset_dir, allow_missing: bool) -> tuple[DMData, dict]:
     """Drop (into ``data.errors``/``failures``) or flag patients without a clinical row; the model uses one."""
-    from hnc_core.cohort import load_cohort
+    from hnc_core.identity import read_cohort
 
-    cohort = load_cohort(dataset_dir, check_images=False)
+    cohort = read_cohort(dataset_dir, check_images=False)
     warnings, keep = {}, []
     for i, pid in enumerate(data.ids):
         reason = cohort.clinical_missing_reason(pid)
@@ -228,9 +217,3 @@ class InferenceWorkflow(_Runner):
 class EvaluateWorkflow(_Runner):
     fn = staticmethod(evaluate)
 
-
-def run_analysis(cohort_dir: str | Path, out_dir: str | Path, **kwargs) -> dict:
-    """Modality ablations + subgroup metrics; see :func:`survival_head.dm.analysis.run_analysis`."""
-    from survival_head.dm.analysis import run_analysis as _run
-
-    return _run(cohort_dir, out_dir, **kwargs)

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from hnc_core.hashing import sha256_file
 from hnc_core.io import atomic_path
 
 
 class WeightsError(RuntimeError):
     """Missing, corrupt or mismatching weights: never fall back to a random model."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_weights(state: Any, path: str | Path) -> str:

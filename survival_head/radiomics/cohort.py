@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hnc_core import schema
+from hnc_core.hashing import sha256_file
 from hnc_core.io import write_json_atomic
 
 from survival_head.radiomics.extract import load_params, params_digest
@@ -40,17 +41,9 @@ class Job:
     key: str
 
 
-def _sha(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_key(params: dict, ct: str, mask: str, include_nodes: bool, ring_mm: float) -> str:
     """Hash of everything that determines a patient's features."""
-    parts = [params_digest(params), _sha(ct), _sha(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}"]
+    parts = [params_digest(params), sha256_file(ct), sha256_file(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -80,10 +73,10 @@ def _read_cache(path: Path, key: str) -> dict | None:
 
 def build_jobs(cohort_dir, params: dict, mask_dir=None, include_nodes=True, ring_mm=8.0, ids=None):
     """Jobs for the DM-usable patients of ``cohort_dir`` (or ``ids``), plus errors found while building them."""
-    from hnc_core.cohort import load_cohort
+    from hnc_core.identity import read_cohort
     from survival_head.dm.regions import RegionError, mask_file
 
-    cohort = load_cohort(cohort_dir, check_images=False)
+    cohort = read_cohort(cohort_dir, check_images=False)
     wanted = list(ids) if ids is not None else sorted(cohort.patients)
     jobs, errors = [], {}
     for pid in wanted:

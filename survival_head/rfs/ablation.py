@@ -1,6 +1,8 @@
 """Ablations of the paper's Table 3 (clinical-only, imaging-only, fusion) from one command.
 
-    python -m survival_head.rfs.ablation COHORT OUT [--image-size 48 --max-epochs 3 ...]
+    python -m survival_head.rfs.ablation COHORT OUT [--image-size 48 --max-epochs 3 --device cuda ...]
+
+Defaults come from :class:`survival_head.rfs.config.RFSConfig`.
 
 Each mode trains the K-fold ensemble on the training part and is scored (i) on out-of-fold risks of
 all training patients and (ii) on a stratified hold-out test part (``holdout_fraction``) with the
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hnc_core.cli_args import add_underscore_aliases
 from hnc_core.io import write_json_atomic
+from survival_head.rfs.config import DEFAULTS as D
 from survival_head.rfs.evaluation import _surv, oracle_cindex, survival_report
 from survival_head.rfs.network import MODES
 
@@ -36,12 +40,14 @@ def _split(cohort_dir, image_size, holdout_fraction, seed, cache_dir, progress=T
     return data, sorted(tr), sorted(te)
 
 
-def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int = 48, max_epochs: int = 5,
-                  batch_size: int = 8, n_folds: int = 5, modes=MODES, holdout_fraction: float = 0.3,
-                  freeze_backbone: bool = False, lr: float = 3e-4, seed: int = 0, n_boot: int = 500,
-                  cache_dir: str | Path | None = None, progress: bool = True, clinical_set: str = "paper+hpv",
-                  dropout: float = 0.3, weight_decay: float = 1e-4, pretrain_clinical: bool = False,
-                  inner_val_fraction: float = 0.2, modality_dropout: float = 0.0) -> dict:
+def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int = D.image_size,
+                  max_epochs: int = D.max_epochs, batch_size: int = D.batch_size, n_folds: int = D.n_folds,
+                  modes=MODES, holdout_fraction: float = 0.3, freeze_backbone: bool = D.freeze_backbone,
+                  lr: float = D.lr, seed: int = D.seed, n_boot: int = D.n_boot,
+                  cache_dir: str | Path | None = None, progress: bool = True, clinical_set: str = D.clinical_set,
+                  dropout: float = D.dropout, weight_decay: float = D.weight_decay,
+                  pretrain_clinical: bool = D.pretrain_clinical, inner_val_fraction: float = D.inner_val_fraction,
+                  modality_dropout: float = D.modality_dropout, device: str = "cpu") -> dict:
     """Train and score each mode; write ``out_dir/ablation.json`` and return it.
 
     Result: ``{"settings", "oracle_c": {"oof", "test"}, "failures", "modes": {mode: {"oof": report,
@@ -57,7 +63,8 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                         "batch_size": batch_size, "n_folds": n_folds, "holdout_fraction": holdout_fraction,
                         "freeze_backbone": freeze_backbone, "lr": lr, "seed": seed, "clinical_set": clinical_set,
                         "dropout": dropout, "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
-                        "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout},
+                        "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout,
+                        "device": device},
            "oracle_c": {"oof": oracle_cindex(cohort_dir, tr_ids, y_tr)}, "failures": data.failures, "modes": {}}
     if te_ids:
         res["oracle_c"]["test"] = oracle_cindex(cohort_dir, te_ids, data.outcome(te_ids))
@@ -69,7 +76,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                           freeze_backbone=freeze_backbone, cache_dir=cache_dir, progress=progress, ids=tr_ids,
                           clinical_set=clinical_set, dropout=dropout, weight_decay=weight_decay,
                           pretrain_clinical=pretrain_clinical, inner_val_fraction=inner_val_fraction,
-                          modality_dropout=modality_dropout)
+                          modality_dropout=modality_dropout, device=device, data=data)
         oof = man["oof"]
         y_oof, r_oof = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
         entry = {"oof": survival_report(y_oof, r_oof, y_oof, r_oof, n_boot, seed),
@@ -77,7 +84,7 @@ def run_ablations(cohort_dir: str | Path, out_dir: str | Path, image_size: int =
                  "fold_weights": man["ensemble"]["weights"]}
         if te_ids:
             sub = _subset(data, te_ids)
-            risk, _ = ensemble_risk(sub, mdir, load_manifest(mdir), batch_size)
+            risk, _ = ensemble_risk(sub, mdir, load_manifest(mdir), batch_size, device)
             entry["test"] = survival_report(data.outcome(te_ids), risk, y_oof, r_oof, n_boot, seed)
             risks.setdefault(mode, {})["test"] = risk
         risks.setdefault(mode, {})["oof"] = r_oof
@@ -112,33 +119,39 @@ def _subset(data, ids):
     return LoadedCohort(cohort=data.cohort, ids=list(ids), images={i: data.images[i] for i in ids})
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser; defaults from :data:`survival_head.rfs.config.DEFAULTS`."""
+    p = argparse.ArgumentParser(prog="python -m survival_head.rfs.ablation", description=__doc__.splitlines()[0])
     p.add_argument("cohort_dir")
     p.add_argument("out_dir")
-    p.add_argument("--image-size", type=int, default=48)
-    p.add_argument("--max-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--image-size", type=int, default=D.image_size)
+    p.add_argument("--max-epochs", type=int, default=D.max_epochs)
+    p.add_argument("--batch-size", type=int, default=D.batch_size)
+    p.add_argument("--n-folds", type=int, default=D.n_folds)
     p.add_argument("--holdout-fraction", type=float, default=0.3)
-    p.add_argument("--freeze-backbone", action="store_true")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--freeze-backbone", action="store_true", default=D.freeze_backbone)
+    p.add_argument("--lr", type=float, default=D.lr)
+    p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    p.add_argument("--clinical-set", default="paper+hpv", choices=["paper", "paper+hpv"])
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--n-boot", type=int, default=500)
-    p.add_argument("--pretrain-clinical", action="store_true")
-    p.add_argument("--inner-val-fraction", type=float, default=0.2)
-    p.add_argument("--modality-dropout", type=float, default=0.0)
-    a = p.parse_args(argv)
+    p.add_argument("--clinical-set", default=D.clinical_set, choices=["paper", "paper+hpv"])
+    p.add_argument("--dropout", type=float, default=D.dropout)
+    p.add_argument("--weight-decay", type=float, default=D.weight_decay)
+    p.add_argument("--n-boot", type=int, default=D.n_boot)
+    p.add_argument("--pretrain-clinical", action="store_true", default=D.pretrain_clinical)
+    p.add_argument("--inner-val-fraction", type=float, default=D.inner_val_fraction)
+    p.add_argument("--modality-dropout", type=float, default=D.modality_dropout)
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    return add_underscore_aliases(p)
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     res = run_ablations(a.cohort_dir, a.out_dir, a.image_size, a.max_epochs, a.batch_size, a.n_folds,
                         tuple(a.modes), a.holdout_fraction, a.freeze_backbone, a.lr, a.seed, a.n_boot,
                         clinical_set=a.clinical_set, dropout=a.dropout, weight_decay=a.weight_decay,
                         pretrain_clinical=a.pretrain_clinical, inner_val_fraction=a.inner_val_fraction,
-                        modality_dropout=a.modality_dropout)
+                        modality_dropout=a.modality_dropout, device=a.device)
     print(format_table(res))
     return 0
 

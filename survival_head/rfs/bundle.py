@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import os
-import sys
-from pathlib import Path
 
-
-def _config_files_from_argv(argv: list[str]) -> list[str]:
-    for i, a in enumerate(argv):
-        if a.startswith("--config_file="):
-            value = a.split("=", 1)[1]
-        elif a == "--config_file" and i + 1 < len(argv):
-            value = argv[i + 1]
-        else:
-            continue
-        if value.startswith("["):
-            try:
-                return [str(v) for v in ast.literal_eval(value)]
-            except (ValueError, SyntaxError):
-                pass
-        return [v for v in value.split(",") if v]
-    return []
+from survival_head.io.bundle_root import bundle_root
 
 
 def find_bundle_root(argv: list[str] | None = None) -> str:
-    """Bundle folder = parent of the ``configs/`` folder of the ``--config_file`` given on the command
-    line (so ``python -m monai.bundle run`` works from any working directory); else the env var
-    ``HNC_RFS_BUNDLE_ROOT``; else the working directory. Override with ``--bundle_root``."""
-    files = _config_files_from_argv(sys.argv if argv is None else argv)
-    if files:
-        cfg_dir = Path(files[0]).resolve().parent
-        return str(cfg_dir.parent if cfg_dir.name == "configs" else cfg_dir)
-    return os.environ.get("HNC_RFS_BUNDLE_ROOT", os.getcwd())
+    """The bundle folder (:func:`survival_head.io.bundle_root.bundle_root`); named so in the RFS configs."""
+    return bundle_root(argv=argv)
 
 
 def default_device() -> str:

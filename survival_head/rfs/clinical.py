@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from survival_head.rfs.config import DEFAULTS
+
 from hnc_core import schema
 from survival_head.features.clinical import RFS_CATEGORICAL, RFS_NUMERIC, UNKNOWN, ClinicalEncoder
 
@@ -26,7 +28,7 @@ CLINICAL_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "paper": (tuple(RFS_NUMERIC), tuple(RFS_CATEGORICAL)),
     "paper+hpv": (tuple(RFS_NUMERIC), tuple(RFS_CATEGORICAL) + (schema.HPV,)),
 }
-DEFAULT_CLINICAL_SET = "paper+hpv"
+DEFAULT_CLINICAL_SET = DEFAULTS.clinical_set
 
 
 def clinical_columns(clinical_set: str = DEFAULT_CLINICAL_SET) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hnc_core.cohort import Cohort, load_cohort
+from hnc_core.cohort import Cohort
+from hnc_core.identity import read_cohort
 from hnc_core.io import atomic_path
 from survival_head.rfs.transforms import BOX_MM, rfs_preprocessing
 
@@ -100,7 +101,7 @@ def load_patient_images(cohort_dir: str | Path, image_size: int, task: str = "rf
     """
     from tqdm.auto import tqdm
 
-    cohort = load_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
+    cohort = read_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
     failures = cohort.exclusions(task)
     images: dict[str, torch.Tensor] = {}
     ids = cohort.usable_ids(task)
@@ -127,20 +128,3 @@ def _failure(pid: str, rec, exc: Exception) -> dict:
     named = [str(f) for f in (rec.ct, rec.pet) if f is not None and Path(f).name in said]
     file = getattr(root, "filename", None) or (named[0] if named else f"{rec.ct} / {rec.pet}")
     return {"PatientID": pid, "file": str(file), "error": f"preprocessing failed: {reason.strip()[:300]}"}
-
-
-class SurvivalTensorDataset(torch.utils.data.Dataset):
-    """In-memory dataset of preprocessed patients: item = dict(image, clinical, time, event, index)."""
-
-    def __init__(self, images: torch.Tensor, clinical: np.ndarray, time: np.ndarray, event: np.ndarray):
-        self.images = images
-        self.clinical = torch.as_tensor(clinical, dtype=torch.float32)
-        self.time = torch.as_tensor(np.asarray(time, float), dtype=torch.float32)
-        self.event = torch.as_tensor(np.asarray(event, float), dtype=torch.float32)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"image": self.images[i], "clinical": self.clinical[i], "time": self.time[i],
-                "event": self.event[i], "index": i}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from survival_head.rfs.config import DEFAULTS as D
 from survival_head.rfs.loss import CoxPHLoss
 
 log = logging.getLogger(__name__)
@@ -50,17 +51,16 @@ def _unwrap(model: nn.Module) -> nn.Module:
 class TrainConfig:
     """Training budget and optimiser; ``freeze_backbone`` trains only the MLPs on cached CNN features."""
 
-    max_epochs: int = 30
-    batch_size: int = 8
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
+    max_epochs: int = D.max_epochs
+    batch_size: int = D.batch_size
+    lr: float = D.lr
+    weight_decay: float = D.weight_decay
     ties: str = "efron"
-    seed: int = 0
+    seed: int = D.seed
     device: str = "cpu"
-    freeze_backbone: bool = False
+    freeze_backbone: bool = D.freeze_backbone
     distributed: bool = False
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def predict_risk(net: nn.Module, images: torch.Tensor, clinical: torch.Tensor, batch_size: int = 8,

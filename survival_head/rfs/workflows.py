@@ -23,6 +23,7 @@ from hnc_core.io import write_csv_atomic, write_json_atomic
 from survival_head.features.clinical import ClinicalEncoder
 from survival_head.io.checkpoints import WeightsError, load_weights, save_weights
 from survival_head.rfs.clinical import DEFAULT_CLINICAL_SET, encode_fixed, make_encoder, n_clinical_for
+from survival_head.rfs.config import DEFAULTS as D
 from survival_head.rfs.data import LoadedCohort, load_patient_images
 from survival_head.rfs.ensemble import RiskEnsemble
 from survival_head.rfs.folds import inner_split, stratified_folds
@@ -116,13 +117,14 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     return info, r_tr, r_va
 
 
-def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int = 96, max_epochs: int = 30,
-                batch_size: int = 8, n_folds: int = 5, mode: str = "fusion", lr: float = 3e-4, seed: int = 0,
-                device: str = "cpu", freeze_backbone: bool = False, cache_dir: str | Path | None = None,
+def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int = D.image_size,
+                max_epochs: int = D.max_epochs, batch_size: int = D.batch_size, n_folds: int = D.n_folds,
+                mode: str = "fusion", lr: float = D.lr, seed: int = D.seed, device: str = "cpu",
+                freeze_backbone: bool = D.freeze_backbone, cache_dir: str | Path | None = None,
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
-                clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4,
-                pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
-                modality_dropout: float = 0.0) -> dict:
+                clinical_set: str = D.clinical_set, dropout: float = D.dropout, weight_decay: float = D.weight_decay,
+                pretrain_clinical: bool = D.pretrain_clinical, inner_val_fraction: float = D.inner_val_fraction,
+                modality_dropout: float = D.modality_dropout, data: LoadedCohort | None = None) -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
@@ -131,13 +133,17 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ``inner_val_fraction``: part of each fold's training patients used for early stopping (0 = stop on the
     fold's validation patients, which biases the out-of-fold C-index upwards).
     ``modality_dropout``: per-sample probability of blanking one branch while training a fusion network.
+    ``data``: the cohort already loaded at ``image_size`` (:func:`load_patient_images`), so that callers
+    training several models on one cohort (the ablation) read and preprocess it once.
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
-    data = load_patient_images(cohort_dir, image_size, "rfs", cache_dir or models_dir / "cache", progress)
+    if data is None:
+        data = load_patient_images(cohort_dir, image_size, "rfs", cache_dir or models_dir / "cache", progress)
     if ids is not None:
         keep = set(ids)
-        data.ids = [i for i in data.ids if i in keep]
+        data = LoadedCohort(cohort=data.cohort, ids=[i for i in data.ids if i in keep], images=data.images,
+                            failures=data.failures)
     cfg = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                       freeze_backbone=freeze_backbone, distributed=distributed, progress=progress,
                       weight_decay=weight_decay)
