@@ -283,7 +283,13 @@ def _near_miss(f: Path, pid: str) -> str:
 def _discover_patients(root: Path, sink: _ProblemSink) -> dict[str, PatientRecord]:
     patients: dict[str, PatientRecord] = {}
     for folder in sorted(root.iterdir()):
+        if folder.name.startswith("."):
+            continue  # hidden: caches, staging folders
         if folder.is_symlink() and not folder.exists():
+            if "." in folder.name:  # a file such as the CSV
+                sink.add(None, folder, "broken_symlink", f"{folder.name} is a broken symbolic link (to "
+                         f"{os.readlink(folder)})", severity="warning", affects="clinical")
+                continue
             pid = canonical_id(folder.name)
             sink.add(pid, folder, "broken_symlink",
                      f"{folder.name} is a broken symbolic link (to {os.readlink(folder)}); fix or remove it")
@@ -301,7 +307,8 @@ def _discover_patients(root: Path, sink: _ProblemSink) -> dict[str, PatientRecor
             continue
         if not niftis:
             try:
-                deeper = sorted(folder.glob("*/*.nii*"))
+                deeper = [f for f in sorted(folder.glob("*/*.nii*"))
+                          if canonical_id(_stem(f).split("__")[0]) == pid or canonical_id(f.parent.name) == pid]
             except PermissionError:
                 deeper = []
             if deeper:  # e.g. CHUM-001/CHUM-001/CHUM-001__CT.nii.gz

@@ -319,3 +319,15 @@ def test_validate_cli_on_a_cohort_broken_every_way_prints_no_traceback(cohort_co
     assert "Traceback" not in r.stderr + r.stdout, r.stderr[-2000:]
     for code in ("empty_file", "broken_symlink", "unrecognised_file", "too_deep", "unreadable_csv"):
         assert code in r.stdout, r.stdout
+
+
+def test_non_patient_nested_folders_and_hidden_caches_are_not_patients(cohort_copy, tmp_path):
+    pid = _pids(cohort_copy)[0]
+    (cohort_copy / "predictions" / "fold_0").mkdir(parents=True)
+    shutil.copy(_lab(cohort_copy, pid), cohort_copy / "predictions" / "fold_0" / "case.nii.gz")
+    (cohort_copy / ".cache" / "x").mkdir(parents=True)
+    shutil.copy(_ct(cohort_copy, pid), cohort_copy / ".cache" / "x" / f"{pid}__CT.nii.gz")
+    (cohort_copy / "old.csv").symlink_to(tmp_path / "gone.csv")
+    cohort = load_cohort(cohort_copy)
+    assert sorted(cohort.patients) == [p for p in _pids(cohort_copy) if p not in ("predictions", ".cache")]
+    assert not [p for p in cohort.problems if p.severity == "error"], [str(p) for p in cohort.problems]

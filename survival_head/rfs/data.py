@@ -47,18 +47,8 @@ class LoadedCohort:
 
 
 def cohort_exclusions(cohort: Cohort, task: str) -> list[dict]:
-    """Failure records for every patient of ``cohort`` that ``task`` cannot use, with the reasons."""
-    usable = set(cohort.usable_ids(task))
-    out = []
-    for pid in sorted(cohort.patients):
-        if pid in usable:
-            continue
-        probs = [p for p in cohort.problems_for(pid) if p.severity == "error"]
-        if probs:
-            out.append({"PatientID": pid, "file": probs[0].file, "error": "; ".join(p.message for p in probs)})
-        else:
-            out.append({"PatientID": pid, "file": None, "error": f"not usable for task {task!r} (missing data)"})
-    return out
+    """Failure records for every patient of ``cohort`` that ``task`` cannot use (see ``Cohort.exclusions``)."""
+    return cohort.exclusions(task)
 
 
 def _cache_key(pid: str, ct: Path, pet: Path, params: dict) -> str:
