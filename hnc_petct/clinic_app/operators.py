@@ -90,6 +90,7 @@ class PetSuvOperator(Operator):
             raise StudyInputError(f"volume shape {stock.asnumpy().shape} differs from its slices {values.shape}",
                                   series)
         meta = {"affine_lps_dhw": geometry.affine_dhw(dss), "SeriesInstanceUID": series.SeriesInstanceUID,
+                "SeriesDescription": series.SeriesDescription,
                 "suv_per_bqml": [float(factors.min()), float(factors.max())], "units": "SUVbw"}
         op_output.emit(Image(values, meta), "suv_image")
 
@@ -122,8 +123,9 @@ class PetCtImageOperator(Operator):
         ct = np.asarray(ct_img.asnumpy())
         pet_aff = suv_img.metadata()["affine_lps_dhw"]
         pet_on_ct, frac = geometry.resample_to(suv_img.asnumpy(), pet_aff, ct.shape, ct_aff)
-        pet_series = type("S", (), {"SeriesInstanceUID": suv_img.metadata()["SeriesInstanceUID"],
-                                    "Modality": "PT"})()
+        pm = suv_img.metadata()
+        pet_series = type("PetSeries", (), {"SeriesInstanceUID": pm["SeriesInstanceUID"], "Modality": "PT",
+                                            "SeriesDescription": pm.get("SeriesDescription")})()
         geometry.check_overlap(frac, ct_series, pet_series, geometry.extent_z(ct_aff, ct.shape),
                                geometry.extent_z(pet_aff, suv_img.asnumpy().shape))
         warnings = []
