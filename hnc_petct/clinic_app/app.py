@@ -81,6 +81,93 @@ class InspectApp(_StudyApp):
         self.add_flow(ops["check"], writer, {("series_info", "series_info")})
 
 
+def segment_descriptions(version: str) -> list:
+    """GTVp = 1, GTVn = 2 as DICOM SEG segments (SNOMED CT codes)."""
+    from monai.deploy.operators.dicom_seg_writer_operator import SegmentDescription
+    from pydicom.sr.codedict import codes
+
+    common = dict(segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+                  segmented_property_type=codes.SCT.Neoplasm, algorithm_name="HecMamba",
+                  algorithm_family=codes.DCM.ArtificialIntelligence, algorithm_version=str(version))
+    return [SegmentDescription(segment_label="GTVp", **common),
+            SegmentDescription(segment_label="GTVn", anatomic_regions=[codes.SCT.LymphNode], **common)]
+
+
+class ClinicApp(_StudyApp):
+    """The whole app: front end -> segmentation bundle -> DICOM SEG; RFS and DM bundles -> report + SR.
+
+        image -> MonaiBundleInferenceOperator(segmentation) -> pred -> DICOMSegmentationWriterOperator (seg/)
+        image + RfsClinicalOperator -> MonaiBundleInferenceOperator(rfs) -> risk
+        image + pred + clinical -> DM inputs -> MonaiBundleInferenceOperator(dm) -> probability
+        -> ReportOperator (report.json) -> DICOMTextSRWriterOperator (sr/)
+
+    ``bundles`` (from :func:`bundles.resolve_all`) is set by :func:`main` before ``run``.
+    """
+
+    bundles: dict | None = None
+
+    def _bundle_op(self, ctx, info, inputs: dict, output_type, name: str):
+        from monai.deploy.core import IOType
+        from monai.deploy.operators.monai_bundle_inference_operator import IOMapping, MonaiBundleInferenceOperator
+
+        declared = list(info.inputs)
+        if declared != list(inputs):
+            raise StudyInputError(f"bundle {info.path} declares inputs {declared}; this app feeds {list(inputs)}")
+        out_key = next(iter(info.outputs))
+        return MonaiBundleInferenceOperator(
+            self, app_context=ctx, name=name, model_name=info.slot.folder, bundle_path=info.path,
+            input_mapping=[IOMapping(k, t, IOType.IN_MEMORY) for k, t in inputs.items()],
+            output_mapping=[IOMapping(out_key, output_type, IOType.IN_MEMORY)]), out_key
+
+    def compose(self):
+        import numpy as np
+        import torch
+        from monai.deploy.core import Image
+        from monai.deploy.operators.dicom_seg_writer_operator import DICOMSegmentationWriterOperator
+        from monai.deploy.operators.dicom_text_sr_writer_operator import DICOMTextSRWriterOperator
+        from monai.deploy.operators.dicom_utils import ModelInfo
+
+        from .model_ops import ReportOperator, RfsClinicalOperator, rfs_clinical_set
+
+        ctx = self._context()
+        b = self.bundles
+        ops = self.compose_front_end()
+        seg, seg_out = self._bundle_op(ctx, b["segmentation"], {"image": Image}, Image, "seg_bundle")
+        self.add_flow(ops["petct"], seg, {("image", "image")})
+        seg_info = b["segmentation"].record()
+        seg_writer = DICOMSegmentationWriterOperator(
+            self, segment_descriptions=segment_descriptions(seg_info["version"]), output_folder=self.out_dir / "seg",
+            model_info=ModelInfo("hnc-petct", seg_info["name"], str(seg_info["version"]), ""), name="seg_writer")
+        self.add_flow(seg, seg_writer, {(seg_out, "seg_image")})
+        self.add_flow(ops["check"], seg_writer, {("ct_series", "study_selected_series_list")})
+
+        rfs_clin = RfsClinicalOperator(self, clinical_set=rfs_clinical_set(b["rfs"]), name="rfs_clinical")
+        rfs, rfs_out = self._bundle_op(ctx, b["rfs"], {"image": Image, "clinical": torch.Tensor}, np.ndarray,
+                                       "rfs_bundle")
+        self.add_flow(ops["clinical"], rfs_clin, {("clinical", "clinical")})
+        self.add_flow(ops["petct"], rfs, {("image", "image")})
+        self.add_flow(rfs_clin, rfs, {("clinical_vector", "clinical")})
+
+        dm = self.compose_dm(ctx, ops, seg, seg_out)
+        report = ReportOperator(self, output_folder=self.out_dir, bundles=b, with_dm=dm is not None,
+                                dm_threshold=None if dm is None else dm[2], name="report")
+        self.add_flow(ops["check"], report, {("series_info", "series_info")})
+        self.add_flow(ops["clinical"], report, {("clinical", "clinical")})
+        self.add_flow(ops["petct"], report, {("geometry", "geometry")})
+        self.add_flow(seg, report, {(seg_out, "seg")})
+        self.add_flow(rfs, report, {(rfs_out, "rfs")})
+        if dm is not None:
+            self.add_flow(dm[0], report, {(dm[1], "dm")})
+        sr = DICOMTextSRWriterOperator(self, copy_tags=True, output_folder=self.out_dir / "sr", name="sr_writer",
+                                       model_info=ModelInfo("hnc-petct", "hnc-petct clinic app", "0.1.0", ""))
+        self.add_flow(report, sr, {("text", "text")})
+        self.add_flow(ops["check"], sr, {("ct_series", "study_selected_series_list")})
+
+    def compose_dm(self, ctx, ops, seg, seg_out):
+        """DM stage; returns (operator, output port, threshold)."""
+        return None
+
+
 def main(app_cls: type[_StudyApp], argv: list[str] | None = None) -> int:
     """Run ``app_cls`` on one study; 0 on success, 2 with one ``error:`` line for a refused study.
 
@@ -92,6 +179,10 @@ def main(app_cls: type[_StudyApp], argv: list[str] | None = None) -> int:
         print(f"error: input folder {ctx.input_path} does not exist", file=sys.stderr)
         return 2
     try:
+        if issubclass(app_cls, ClinicApp):
+            from .bundles import resolve_all
+
+            app.bundles = resolve_all(ctx.model_path if ctx.model_path and Path(ctx.model_path).is_dir() else None)
         with Staging(ctx.output_path) as st:
             app.staging_dir = st.path
             app.run()

@@ -1,0 +1,149 @@
+"""Our operators around the stock bundle operators: model inputs the bundles declare, and the report.
+
+* :class:`RfsClinicalOperator`: clinical record -> the RFS bundle's raw canonical clinical vector (torch).
+* :class:`ReportOperator`: everything -> ``report.json`` (staging) and the text of the DICOM SR.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.deploy.core import ConditionType, Image, Operator
+
+from hnc_core import schema
+from hnc_core.io import write_json_atomic
+
+from .bundles import BundleInfo
+
+log = logging.getLogger(__name__)
+
+LABELS = {1: "GTVp", 2: "GTVn"}
+
+
+def rfs_clinical_set(bundle: BundleInfo) -> str:
+    """The bundle's clinical set, from the width its ``clinical`` input declares (fixed at training)."""
+    from survival_head.rfs.clinical import CLINICAL_SETS, n_clinical_for
+
+    width = int(bundle.inputs["clinical"]["num_channels"])
+    hits = [s for s in CLINICAL_SETS if n_clinical_for(s) == width]
+    if not hits:
+        raise ValueError(f"{bundle.path}: clinical input of width {width} matches no clinical set "
+                         f"({ {s: n_clinical_for(s) for s in CLINICAL_SETS} })")
+    return hits[0]
+
+
+class RfsClinicalOperator(Operator):
+    """In: ``clinical`` (record). Out: ``clinical_vector`` (F,) float32 tensor, Age in years (NaN = missing) then
+    one-hot blocks with ``Unknown``; the fold encoders inside ``model.ts`` impute and standardise."""
+
+    def __init__(self, fragment, *args, clinical_set: str, **kwargs):
+        self.clinical_set = clinical_set
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec):
+        spec.input("clinical")
+        spec.output("clinical_vector")
+
+    def compute(self, op_input, op_output, context):
+        from survival_head.rfs.export import raw_clinical_vector
+
+        rec = op_input.receive("clinical")["record"]
+        vec = raw_clinical_vector({k: v for k, v in rec.items() if k != schema.PATIENT_ID}, self.clinical_set)
+        op_output.emit(torch.from_numpy(np.asarray(vec, np.float32)), "clinical_vector")
+
+
+def label_volumes_ml(label: np.ndarray, spacing_mm) -> dict:
+    """{GTVp: mL, GTVn: mL} of a (D, H, W) label map with voxel spacing in mm."""
+    vox_ml = float(np.prod(spacing_mm)) / 1000.0
+    return {name: round(float((label == v).sum()) * vox_ml, 3) for v, name in LABELS.items()}
+
+
+def _scalar(pred) -> float:
+    arr = np.asarray(pred.cpu() if isinstance(pred, torch.Tensor) else pred, np.float64).reshape(-1)
+    if arr.size != 1 or not np.isfinite(arr[0]):
+        raise ValueError(f"expected one finite model output, got {arr.tolist()}")
+    return float(arr[0])
+
+
+def report_text(rep: dict) -> str:
+    """Plain-text twin of report.json, the content of the DICOM Basic Text SR."""
+    seg, rfs, dm = rep["segmentation"], rep["rfs"], rep["dm"]
+    lines = [
+        f"hnc-petct clinic app {rep['software']['hnc_petct']} - research use only, not for clinical decisions",
+        f"Patient {rep['PatientID']}, study {rep['StudyInstanceUID']}",
+        f"Segmentation ({seg['model']['name']} {seg['model']['version']}): GTVp {seg['volume_ml']['GTVp']:.1f} mL, "
+        f"GTVn {seg['volume_ml']['GTVn']:.1f} mL",
+        f"RFS risk ({rfs['model']['name']} {rfs['model']['version']}): {rfs['risk']:.4f} "
+        "(higher = earlier relapse; a relative score, not a probability)",
+    ]
+    if dm is not None:
+        lines.append(f"Distant metastasis ({dm['model']['name']} {dm['model']['version']}): P = {dm['probability']:.3f}"
+                     f", threshold {dm['threshold']:.3f} -> {dm['class']}")
+    for w in rep["warnings"]:
+        lines.append(f"Warning: {w}")
+    return "\n".join(lines)
+
+
+class ReportOperator(Operator):
+    """In: ``series_info``, ``clinical``, ``geometry``, ``seg`` (label Image), ``rfs`` (risk), ``dm`` (probability
+    or None). Writes ``report.json`` under ``output_folder``; out: ``text`` for the SR writer."""
+
+    def __init__(self, fragment, *args, output_folder: Path, bundles: dict[str, BundleInfo],
+                 dm_threshold: float | None = None, with_dm: bool = True, **kwargs):
+        self.output_folder = Path(output_folder)
+        self.bundles = bundles
+        self.dm_threshold = dm_threshold
+        self.with_dm = with_dm
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec):
+        for name in ("series_info", "clinical", "geometry", "seg", "rfs"):
+            spec.input(name)
+        if self.with_dm:
+            spec.input("dm")
+        spec.output("text").condition(ConditionType.NONE)
+
+    def compute(self, op_input, op_output, context):
+        import monai.deploy
+
+        import hnc_petct
+
+        info = op_input.receive("series_info")
+        clin = op_input.receive("clinical")
+        geom = op_input.receive("geometry")
+        seg: Image = op_input.receive("seg")
+        risk = _scalar(op_input.receive("rfs"))
+        label = np.asarray(seg.asnumpy())
+        from .geometry import spacing_dhw
+
+        vols = label_volumes_ml(label, spacing_dhw(geom["affine_lps_dhw"]))
+        warnings = [*info["warnings"], *geom["warnings"], *clin["warnings"]]
+        if vols["GTVp"] == 0 and vols["GTVn"] == 0:
+            warnings.append("the segmentation found no tumour; the outcome models ran on an empty mask")
+        dm = None
+        if self.with_dm:
+            p = _scalar(op_input.receive("dm"))
+            t = 0.5 if self.dm_threshold is None else float(self.dm_threshold)
+            dm = {"probability": p, "threshold": t, "class": "high risk" if p >= t else "low risk",
+                  "model": self.bundles["dm"].record()}
+        rep = {
+            "PatientID": info["PatientID"], "StudyInstanceUID": info["StudyInstanceUID"],
+            "inputs": {"CT": info["CT"], "PT": info["PT"], "pet_coverage_of_ct": round(geom["pet_coverage"], 4),
+                       "clinical_sidecar": clin["sidecar"]},
+            "clinical": clin["record"],
+            "segmentation": {"labels": {str(k): v for k, v in LABELS.items()}, "volume_ml": vols,
+                             "model": self.bundles["segmentation"].record(), "dicom_seg_folder": "seg"},
+            "rfs": {"risk": risk, "meaning": "higher = earlier relapse (relative score)",
+                    "model": self.bundles["rfs"].record()},
+            "dm": dm,
+            "warnings": warnings,
+            "software": {"hnc_petct": getattr(hnc_petct, "__version__", "0.1.0"),
+                         "monai_deploy": getattr(monai.deploy, "__version__", "?"), "torch": torch.__version__,
+                         "python": platform.python_version()},
+        }
+        write_json_atomic(self.output_folder / "report.json", rep)
+        op_output.emit(report_text(rep), "text")
