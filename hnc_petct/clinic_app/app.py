@@ -141,21 +141,24 @@ class ClinicApp(_StudyApp):
         self.add_flow(seg, seg_writer, {(seg_out, "seg_image")})
         self.add_flow(ops["check"], seg_writer, {("ct_series", "study_selected_series_list")})
 
-        rfs_clin = RfsClinicalOperator(self, clinical_set=rfs_clinical_set(b["rfs"]), name="rfs_clinical")
-        rfs, rfs_out = self._bundle_op(ctx, b["rfs"], {"image": Image, "clinical": torch.Tensor}, np.ndarray,
-                                       "rfs_bundle")
-        self.add_flow(ops["clinical"], rfs_clin, {("clinical", "clinical")})
-        self.add_flow(ops["petct"], rfs, {("image", "image")})
-        self.add_flow(rfs_clin, rfs, {("clinical_vector", "clinical")})
+        rfs = None
+        if "rfs" in b:
+            rfs_clin = RfsClinicalOperator(self, clinical_set=rfs_clinical_set(b["rfs"]), name="rfs_clinical")
+            rfs, rfs_out = self._bundle_op(ctx, b["rfs"], {"image": Image, "clinical": torch.Tensor}, np.ndarray,
+                                           "rfs_bundle")
+            self.add_flow(ops["clinical"], rfs_clin, {("clinical", "clinical")})
+            self.add_flow(ops["petct"], rfs, {("image", "image")})
+            self.add_flow(rfs_clin, rfs, {("clinical_vector", "clinical")})
 
-        dm = self.compose_dm(ctx, ops, seg, seg_out)
-        report = ReportOperator(self, output_folder=self.out_dir, bundles=b, with_dm=dm is not None,
-                                dm_threshold=None if dm is None else dm[2], name="report")
+        dm = self.compose_dm(ctx, ops, seg, seg_out) if "dm" in b else None
+        report = ReportOperator(self, output_folder=self.out_dir, bundles=b, with_rfs=rfs is not None,
+                                with_dm=dm is not None, dm_threshold=None if dm is None else dm[2], name="report")
         self.add_flow(ops["check"], report, {("series_info", "series_info")})
         self.add_flow(ops["clinical"], report, {("clinical", "clinical")})
         self.add_flow(ops["petct"], report, {("geometry", "geometry")})
         self.add_flow(seg, report, {(seg_out, "seg")})
-        self.add_flow(rfs, report, {(rfs_out, "rfs")})
+        if rfs is not None:
+            self.add_flow(rfs, report, {(rfs_out, "rfs")})
         if dm is not None:
             self.add_flow(dm[0], report, {(dm[1], "dm")})
         sr = DICOMTextSRWriterOperator(self, copy_tags=True, output_folder=self.out_dir / "sr", name="sr_writer",

@@ -102,5 +102,20 @@ def resolve(slot: BundleSlot, models_dir: str | os.PathLike | None = None) -> Bu
                           f"Set {slot.env}=<bundle dir> or pass -m <folder holding {slot.folder}/>")
 
 
+def enabled_slots() -> tuple[BundleSlot, ...]:
+    """Models to run: ``HNC_CLINIC_MODELS`` (comma list of segmentation, rfs, dm; default all three).
+
+    Segmentation always runs (the DICOM SEG and the DM mask come from it).
+    """
+    raw = os.environ.get("HNC_CLINIC_MODELS", "segmentation,rfs,dm")
+    keys = {k.strip() for k in raw.split(",") if k.strip()}
+    unknown = keys - {s.key for s in SLOTS}
+    if unknown:
+        raise StudyInputError(f"HNC_CLINIC_MODELS={raw!r}: unknown model(s) {sorted(unknown)}; "
+                              f"choose from {[s.key for s in SLOTS]}")
+    return tuple(s for s in SLOTS if s.key in keys or s is SEG)
+
+
 def resolve_all(models_dir: str | os.PathLike | None = None) -> dict[str, BundleInfo]:
-    return {s.key: resolve(s, models_dir) for s in SLOTS}
+    """Every enabled bundle, resolved (see :func:`enabled_slots`)."""
+    return {s.key: resolve(s, models_dir) for s in enabled_slots()}

@@ -77,9 +77,10 @@ def report_text(rep: dict) -> str:
         f"Patient {rep['PatientID']}, study {rep['StudyInstanceUID']}",
         f"Segmentation ({seg['model']['name']} {seg['model']['version']}): GTVp {seg['volume_ml']['GTVp']:.1f} mL, "
         f"GTVn {seg['volume_ml']['GTVn']:.1f} mL",
-        f"RFS risk ({rfs['model']['name']} {rfs['model']['version']}): {rfs['risk']:.4f} "
-        "(higher = earlier relapse; a relative score, not a probability)",
     ]
+    if rfs is not None:
+        lines.append(f"RFS risk ({rfs['model']['name']} {rfs['model']['version']}): {rfs['risk']:.4f} "
+                     "(higher = earlier relapse; a relative score, not a probability)")
     if dm is not None:
         lines.append(f"Distant metastasis ({dm['model']['name']} {dm['model']['version']}): P = {dm['probability']:.3f}"
                      f", threshold {dm['threshold']:.3f} -> {dm['class']}")
@@ -93,16 +94,18 @@ class ReportOperator(Operator):
     or None). Writes ``report.json`` under ``output_folder``; out: ``text`` for the SR writer."""
 
     def __init__(self, fragment, *args, output_folder: Path, bundles: dict[str, BundleInfo],
-                 dm_threshold: float | None = None, with_dm: bool = True, **kwargs):
+                 dm_threshold: float | None = None, with_rfs: bool = True, with_dm: bool = True, **kwargs):
         self.output_folder = Path(output_folder)
         self.bundles = bundles
         self.dm_threshold = dm_threshold
-        self.with_dm = with_dm
+        self.with_rfs, self.with_dm = with_rfs, with_dm
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec):
-        for name in ("series_info", "clinical", "geometry", "seg", "rfs"):
+        for name in ("series_info", "clinical", "geometry", "seg"):
             spec.input(name)
+        if self.with_rfs:
+            spec.input("rfs")
         if self.with_dm:
             spec.input("dm")
         spec.output("text").condition(ConditionType.NONE)
@@ -116,7 +119,6 @@ class ReportOperator(Operator):
         clin = op_input.receive("clinical")
         geom = op_input.receive("geometry")
         seg: Image = op_input.receive("seg")
-        risk = _scalar(op_input.receive("rfs"))
         label = np.asarray(seg.asnumpy())
         from .geometry import spacing_dhw
 
@@ -124,12 +126,19 @@ class ReportOperator(Operator):
         warnings = [*info["warnings"], *geom["warnings"], *clin["warnings"]]
         if vols["GTVp"] == 0 and vols["GTVn"] == 0:
             warnings.append("the segmentation found no tumour; the outcome models ran on an empty mask")
+        rfs = None
+        if self.with_rfs:
+            rfs = {"risk": _scalar(op_input.receive("rfs")), "meaning": "higher = earlier relapse (relative score)",
+                   "model": self.bundles["rfs"].record()}
         dm = None
         if self.with_dm:
             p = _scalar(op_input.receive("dm"))
             t = 0.5 if self.dm_threshold is None else float(self.dm_threshold)
             dm = {"probability": p, "threshold": t, "class": "high risk" if p >= t else "low risk",
                   "model": self.bundles["dm"].record()}
+        for key, ran in (("rfs", self.with_rfs), ("dm", self.with_dm)):
+            if not ran:
+                warnings.append(f"{key} model not run (HNC_CLINIC_MODELS)")
         rep = {
             "PatientID": info["PatientID"], "StudyInstanceUID": info["StudyInstanceUID"],
             "inputs": {"CT": info["CT"], "PT": info["PT"], "pet_coverage_of_ct": round(geom["pet_coverage"], 4),
@@ -137,8 +146,7 @@ class ReportOperator(Operator):
             "clinical": clin["record"],
             "segmentation": {"labels": {str(k): v for k, v in LABELS.items()}, "volume_ml": vols,
                              "model": self.bundles["segmentation"].record(), "dicom_seg_folder": "seg"},
-            "rfs": {"risk": risk, "meaning": "higher = earlier relapse (relative score)",
-                    "model": self.bundles["rfs"].record()},
+            "rfs": rfs,
             "dm": dm,
             "warnings": warnings,
             "software": {"hnc_petct": getattr(hnc_petct, "__version__", "0.1.0"),
