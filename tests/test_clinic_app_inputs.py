@@ -207,3 +207,14 @@ def test_bad_study_one_clear_message_and_nothing_in_out(twin, tmp_path, case):
         pet_uid = twin["info"]["PT"]
         assert f"series {pet_uid} (PT" in errors[0]
     assert list(out.iterdir()) == []  # nothing half-written, no staging left behind
+
+
+@pytest.mark.slow
+def test_earlier_result_in_out_is_never_overwritten(twin, tmp_path):
+    out = tmp_path / "out"
+    (out / "report.json").parent.mkdir(parents=True)
+    (out / "report.json").write_text('{"earlier": true}')
+    r = run_app("hnc_petct.clinic_app.inspect", twin["study"], out)
+    assert r.returncode == 2 and "already holds report.json" in r.stderr
+    assert json.loads((out / "report.json").read_text()) == {"earlier": True}
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
