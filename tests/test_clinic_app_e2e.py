@@ -125,9 +125,9 @@ def setup(tmp_path_factory) -> dict:
     bundle_risk = {r["PatientID"]: r["Prediction"]
                    for r in json.loads((root / "rfs_nifti" / "predictions.json").read_text())}[PID]
     out = root / "out"
-    env = {"HNC_BUNDLES_DIR": str(bundles), "HNC_CLINIC_MODELS": "segmentation,rfs"}
+    env = {"HNC_CLINIC_MODELS": "segmentation,rfs"}  # the DM stage waits for the DM bundle's model.ts
     app = _run(["bash", "-c", f'ulimit -s 32768 && exec "{sys.executable}" -m hnc_petct.clinic_app '
-                f'-i "{root / "study"}" -o "{out}" -l WARN'], env=env, cwd=root)
+                f'-i "{root / "study"}" -o "{out}" -m "{bundles}" -l WARN'], env=env, cwd=root)
     return {"root": root, "out": out, "info": info, "bundle_risk": bundle_risk, "rfs": rfs, "seg": seg,
             "ct": ct, "pet_ct": pet_ct, "app_log": app.stderr}
 

@@ -12,6 +12,7 @@ Run with MONAI Deploy's app arguments: ``-i STUDY_DIR -o OUT [-m MODELS] [-l LEV
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -129,7 +130,10 @@ class ClinicApp(_StudyApp):
 
         from .model_ops import ReportOperator, RfsClinicalOperator, rfs_clinical_set
 
-        ctx = self._context()
+        ctx = copy.copy(self._context())
+        # The bundles are directories resolved by bundles.resolve; MONAI Deploy's model factory would wrap
+        # the -m folder as one model and the stock operator would look the bundle up in it by name.
+        ctx.models = None
         b = self.bundles
         ops = self.compose_front_end()
         seg, seg_out = self._bundle_op(ctx, b["segmentation"], {"image": Image}, Image, "seg_bundle")
