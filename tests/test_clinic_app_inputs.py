@@ -89,6 +89,19 @@ def test_suv_refuses_counts_and_missing_decay_data(twin):
         suv_factors([no_w])
 
 
+def test_pet_read_as_float_per_slice_even_when_the_first_slice_is_integral(twin):
+    """The stock volume operator types the volume after slice 0; our reader must not truncate slice 1."""
+    from hnc_petct.clinic_app.suv import read_float_slices
+
+    files = sorted((twin["study"] / "PT").glob("*.dcm"))[:2]
+    a, b = pydicom.dcmread(files[0]), pydicom.dcmread(files[1])
+    a.RescaleSlope, b.RescaleSlope = 1, 0.37
+    vals = read_float_slices([a, b])
+    assert vals.dtype == np.float32
+    assert np.allclose(vals[1], b.pixel_array * 0.37, rtol=1e-6)
+    assert not np.allclose(vals[1], np.trunc(vals[1]))
+
+
 def test_clinical_record_from_header_and_sidecar(tmp_path):
     from hnc_core import schema
     from hnc_petct.clinic_app.clinical import age_years, clinical_record, sex_code
