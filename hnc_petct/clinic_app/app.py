@@ -17,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 from holoscan.conditions import CountCondition
 from monai.deploy.core import Application
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
@@ -171,8 +172,24 @@ class ClinicApp(_StudyApp):
         self.add_flow(ops["check"], sr, {("ct_series", "study_selected_series_list")})
 
     def compose_dm(self, ctx, ops, seg, seg_out):
-        """DM stage; returns (operator, output port, threshold)."""
-        return None
+        """DM stage: DmInputsOperator -> stock operator; returns (operator, output port, threshold)."""
+        import torch
+        from monai.deploy.core import Image
+
+        from .model_ops import DmInputsOperator, dm_model_meta
+
+        info = self.bundles["dm"]
+        meta = dm_model_meta(info)
+        selected = list(meta["selector"]["selected"])
+        prep = DmInputsOperator(self, model_meta=meta, selected=selected, name="dm_inputs")
+        dm, out = self._bundle_op(ctx, info, {"image": Image, "radiomics": torch.Tensor, "clinical": torch.Tensor},
+                                  np.ndarray, "dm_bundle")
+        self.add_flow(ops["petct"], prep, {("image", "image")})
+        self.add_flow(seg, prep, {(seg_out, "seg")})
+        self.add_flow(ops["clinical"], prep, {("clinical", "clinical")})
+        self.add_flow(prep, dm, {("dm_image", "image"), ("radiomics", "radiomics"),
+                                 ("clinical_vector", "clinical")})
+        return dm, out, float(meta.get("threshold", 0.5))
 
 
 def main(app_cls: type[_StudyApp], argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Our operators around the stock bundle operators: model inputs the bundles declare, and the report.
 
 * :class:`RfsClinicalOperator`: clinical record -> the RFS bundle's raw canonical clinical vector (torch).
+* :class:`DmInputsOperator`: CT + predicted label + record -> the DM bundle's image, radiomics, clinical.
 * :class:`ReportOperator`: everything -> ``report.json`` (staging) and the text of the DICOM SR.
 """
 
@@ -18,6 +19,7 @@ from hnc_core import schema
 from hnc_core.io import write_json_atomic
 
 from .bundles import BundleInfo
+from .errors import StudyInputError
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +157,71 @@ class ReportOperator(Operator):
         }
         write_json_atomic(self.output_folder / "report.json", rep)
         op_output.emit(report_text(rep), "text")
+
+
+def dm_model_meta(bundle: BundleInfo) -> dict:
+    """The DM bundle's ``models/model_meta.json`` (config, selected features, radiomics params, threshold)."""
+    import json
+
+    path = bundle.path / "models" / "model_meta.json"
+    if not path.is_file():
+        raise ValueError(f"{bundle.path}: models/model_meta.json missing (train the DM bundle first)")
+    meta = json.loads(path.read_text())
+    if meta.get("info", {}).get("organ_names"):
+        raise ValueError(f"{bundle.path}: the DM model was trained with organ masks "
+                         f"{meta['info']['organ_names']}, which this app cannot provide")
+    return meta
+
+
+class DmInputsOperator(Operator):
+    """In: ``image`` (2, W, H, D) [CT HU, SUV], ``seg`` (D, H, W) label map, ``clinical`` (record).
+
+    Out, as the DM bundle declares them (``survival_head.dm.export``):
+    ``dm_image`` (2, W, H, D) [CT HU, GTVp/GTVn label] with the CT grid's metadata, cropped by the bundle's
+    preprocessing; ``radiomics`` (k,) float64 raw pyradiomics values of the k selected features on the
+    predicted tumour and its peritumoral ring (NaN = missing); ``clinical_vector`` (10,) raw canonical vector.
+    """
+
+    def __init__(self, fragment, *args, model_meta: dict, selected: list[str], **kwargs):
+        self.model_meta, self.selected = model_meta, list(selected)
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec):
+        for name in ("image", "seg", "clinical"):
+            spec.input(name)
+        for name in ("dm_image", "radiomics", "clinical_vector"):
+            spec.output(name)
+
+    def compute(self, op_input, op_output, context):
+        from survival_head.dm import regions as R
+        from survival_head.dm.export import raw_clinical_vector
+        from survival_head.radiomics.extract import extract_patient, load_params
+
+        image, seg, clin = op_input.receive("image"), op_input.receive("seg"), op_input.receive("clinical")
+        rec = clin["record"]
+        cfg = self.model_meta["config"]
+        ct_whd = np.asarray(image.asnumpy()[0])
+        label = np.asarray(seg.asnumpy()).astype(np.int16)  # (D, H, W)
+        ct = ct_whd.transpose(2, 1, 0).astype(np.float32)
+        if label.shape != ct.shape:
+            raise ValueError(f"segmentation shape {label.shape} differs from the CT {ct.shape}")
+        aff = image.metadata()["affine_lps_dhw"]
+        cols = aff[:3, [2, 1, 0]]
+        spacing = tuple(float(v) for v in np.linalg.norm(cols, axis=0))
+        direction = tuple(float(v) for v in (cols / np.asarray(spacing)).ravel())
+        tumour = R.tumour_from_label(label, bool(cfg.get("include_nodes", True)))
+        if not tumour.any():
+            raise StudyInputError("the segmentation found no tumour, so the DM model (tumour radiomics) cannot run")
+        body = R.body_mask(ct)
+        ring = R.peritumoral_ring(tumour, body, spacing, float(cfg.get("ring_mm", 8.0)))
+        regions = R.Regions(str(rec.get(schema.PATIENT_ID)), ct, tumour, ring, body, spacing,
+                            tuple(float(v) for v in aff[:3, 3]), direction, {}, primary=label == 1)
+        params = self.model_meta.get("info", {}).get("radiomics_params")
+        feats = extract_patient(regions, params if isinstance(params, dict) else load_params(params))
+        rad = np.asarray([feats.get(n, np.nan) for n in self.selected], np.float64)
+        dm_image = Image(np.stack([ct_whd.astype(np.float32), label.transpose(2, 1, 0).astype(np.float32)]),
+                         dict(image.metadata()))
+        op_output.emit(dm_image, "dm_image")
+        op_output.emit(torch.from_numpy(rad), "radiomics")
+        vec = raw_clinical_vector({k: v for k, v in rec.items() if k != schema.PATIENT_ID})
+        op_output.emit(torch.from_numpy(np.asarray(vec, np.float32)), "clinical_vector")
