@@ -174,7 +174,6 @@ class ClinicApp(_StudyApp):
     def compose_dm(self, ctx, ops, seg, seg_out):
         """DM stage: DmInputsOperator -> stock operator; returns (operator, output port, threshold)."""
         import torch
-        from monai.deploy.core import Image
 
         from .model_ops import DmInputsOperator, dm_model_meta
 
@@ -182,8 +181,8 @@ class ClinicApp(_StudyApp):
         meta = dm_model_meta(info)
         selected = list(meta["selector"]["selected"])
         prep = DmInputsOperator(self, model_meta=meta, selected=selected, name="dm_inputs")
-        dm, out = self._bundle_op(ctx, info, {"image": Image, "radiomics": torch.Tensor, "clinical": torch.Tensor},
-                                  np.ndarray, "dm_bundle")
+        dm, out = self._bundle_op(ctx, info, {"image": torch.Tensor, "radiomics": torch.Tensor,
+                                              "clinical": torch.Tensor}, np.ndarray, "dm_bundle")
         self.add_flow(ops["petct"], prep, {("image", "image")})
         self.add_flow(seg, prep, {(seg_out, "seg")})
         self.add_flow(ops["clinical"], prep, {("clinical", "clinical")})

@@ -176,10 +176,11 @@ def dm_model_meta(bundle: BundleInfo) -> dict:
 class DmInputsOperator(Operator):
     """In: ``image`` (2, W, H, D) [CT HU, SUV], ``seg`` (D, H, W) label map, ``clinical`` (record).
 
-    Out, as the DM bundle declares them (``survival_head.dm.export``):
-    ``dm_image`` (2, W, H, D) [CT HU, GTVp/GTVn label] with the CT grid's metadata, cropped by the bundle's
-    preprocessing; ``radiomics`` (k,) float64 raw pyradiomics values of the k selected features on the
-    predicted tumour and its peritumoral ring (NaN = missing); ``clinical_vector`` (10,) raw canonical vector.
+    Out, as the DM bundle's ``network_data_format`` declares them (``survival_head.dm.export``), built with
+    the training's own code: ``dm_image`` (3, S, S, S) tumour-centred crop [CT window, tumour, ring]
+    (``survival_head.dm.transforms.TumourCrop`` at the trained size and field of view); ``radiomics`` (k,)
+    float64 raw pyradiomics values of the k selected features on the predicted tumour and its peritumoral
+    ring (NaN = missing); ``clinical_vector`` (10,) raw canonical vector.
     """
 
     def __init__(self, fragment, *args, model_meta: dict, selected: list[str], **kwargs):
@@ -219,9 +220,10 @@ class DmInputsOperator(Operator):
         params = self.model_meta.get("info", {}).get("radiomics_params")
         feats = extract_patient(regions, params if isinstance(params, dict) else load_params(params))
         rad = np.asarray([feats.get(n, np.nan) for n in self.selected], np.float64)
-        dm_image = Image(np.stack([ct_whd.astype(np.float32), label.transpose(2, 1, 0).astype(np.float32)]),
-                         dict(image.metadata()))
-        op_output.emit(dm_image, "dm_image")
+        from survival_head.dm.transforms import TumourCrop
+
+        crop = TumourCrop(int(cfg.get("image_size", 64)), float(cfg.get("fov_mm", 96.0)))(regions)
+        op_output.emit(crop, "dm_image")
         op_output.emit(torch.from_numpy(rad), "radiomics")
         vec = raw_clinical_vector({k: v for k, v in rec.items() if k != schema.PATIENT_ID})
         op_output.emit(torch.from_numpy(np.asarray(vec, np.float32)), "clinical_vector")
