@@ -181,3 +181,58 @@ def test_structured_report_carries_the_same_results(setup):
     assert sr.StudyInstanceUID == setup["info"]["StudyInstanceUID"]
     text = "\n".join(str(item.get("TextValue", "")) for item in sr.ContentSequence)
     assert f"{rep['rfs']['risk']:.4f}" in text and "GTVp" in text
+
+
+def _dm_bundle_servable() -> str | None:
+    """Why the DM bundle cannot be served by the stock operator yet (None = it can)."""
+    try:
+        from survival_head.dm import export  # noqa: F401
+    except ImportError:
+        return "the DM bundle here predates the whole-model models/model.ts (issue 11)"
+    cfg = json.loads((ROOT / "bundles" / "hnscc_distant_metastasis" / "configs" / "inference.json").read_text())
+    target = str(cfg.get("inferer", {}).get("_target_", ""))
+    if "Inferer" not in target:
+        return f"the DM bundle's inference.json 'inferer' is {target!r}, not a MONAI Inferer the stock operator can call"
+    return None
+
+
+@pytest.mark.slow
+def test_dm_probability_equals_the_bundle_on_the_nifti_twin(setup, tmp_path):
+    """All three models: the app's DM probability = ``monai.bundle run inference.json`` with the app's mask."""
+    reason = _dm_bundle_servable()
+    if reason:
+        pytest.skip(reason)
+    from hnc_core.synth import generate_cohort
+
+    root = setup["root"]
+    dm = root / "bundles" / "hnscc_distant_metastasis"
+    if not (dm / "models" / "model.ts").is_file():
+        shutil.copytree(ROOT / "bundles" / "hnscc_distant_metastasis", dm, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("models", "eval", "radiomics_cache"))
+        generate_cohort(root / "train_dm", n=16, seed=3, progress=False)  # >= 2 DM cases per fold
+        _run([sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file",
+              str(dm / "configs" / "train.json"), "--dataset_dir", str(root / "train_dm"), "--output_dir",
+              str(root / "dm_train"), "--model_dir", str(dm / "models"), "--radiomics_cache", str(root / "dm_cache"),
+              "--radiomics_params", "fast", "--image_size", "32", "--window_size", "4", "--feature_size", "6",
+              "--max_epochs", "1", "--n_folds", "2", "--k", "12", "--workers", "1", "--progress", "False"], cwd=root)
+    out = tmp_path / "out"
+    _run(["bash", "-c", f'ulimit -s 32768 && exec "{sys.executable}" -m hnc_petct.clinic_app '
+          f'-i "{root / "study"}" -o "{out}" -m "{root / "bundles"}" -l WARN'], cwd=root)
+    rep = json.loads((out / "report.json").read_text())
+    # the bundle CLI on the NIfTI twin, with the app's predicted mask (the fixture rule) as its mask
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    lab = sitk.GetImageFromArray(rule_labels(sitk.GetArrayFromImage(setup["ct"]),
+                                             sitk.GetArrayFromImage(setup["pet_ct"])))
+    lab.CopyInformation(setup["ct"])
+    sitk.WriteImage(lab, str(masks / f"{PID}.nii.gz"))
+    _run([sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file",
+          str(dm / "configs" / "inference.json"), "--dataset_dir", str(root / "twin_on_ct"), "--output_dir",
+          str(tmp_path / "dm_nifti"), "--model_dir", str(dm / "models"), "--radiomics_cache",
+          str(tmp_path / "dm_cache"), "--mask_dir", str(masks), "--progress", "False"], cwd=root)
+    import pandas as pd
+
+    bundle_p = pd.read_csv(tmp_path / "dm_nifti" / "predictions.csv").set_index("PatientID").loc[PID, "dm_probability"]
+    assert rep["dm"]["probability"] == pytest.approx(float(bundle_p), abs=1e-5)
+    assert rep["dm"]["class"] == ("high risk" if rep["dm"]["probability"] >= rep["dm"]["threshold"] else "low risk")
+    assert rep["dm"]["model"]["model_ts_sha256"] == hashlib.sha256((dm / "models" / "model.ts").read_bytes()).hexdigest()
