@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nnunet_plugins.ops import backend, causal_conv1d_fn, causal_conv1d_ref, selective_scan_fn
-from tests.upstream_refs import load
+from upstream_refs import load  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nnunet_plugins.ops import selective_scan_fn
-from tests.upstream_refs import load
+from upstream_refs import load  # tests/ is on sys.path under pytest
 
 BATCH, DIM, LENGTH, N = 2, 8, 130, 4  # 130 steps: three kernel chunks, the last one partial
 
