@@ -51,3 +51,37 @@ def distributed_device() -> str:
         torch.cuda.set_device(rank)
         return f"cuda:{rank}"
     return "cpu"
+
+
+def config_bundle_root(default: str | None = None) -> str:
+    """Bundle folder = parent of the ``configs/`` folder the running config was read from.
+
+    MONAI's ``ConfigWorkflow`` (what ``python -m monai.bundle run`` and Python users build) records that
+    folder as ``config_root_path``; this finds the workflow being initialised on the call stack, so the
+    answer is right from the CLI, from Python and from any working directory. Outside a ConfigWorkflow
+    (e.g. MONAI Deploy, which never evaluates ``bundle_root`` for inference) ``default`` or the working
+    directory is returned. ``--bundle_root`` still overrides.
+    """
+    import inspect
+
+    from monai.bundle import ConfigWorkflow
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            obj = frame.f_locals.get("self")
+            if isinstance(obj, ConfigWorkflow):
+                root = Path(obj.config_root_path).resolve()
+                return str(root.parent if root.name == "configs" else root)
+            frame = frame.f_back
+    finally:
+        del frame
+    return default or os.getcwd()
+
+
+def default_cache_dir(name: str) -> str:
+    """Preprocessing cache outside the bundle folder: ``$HNC_PETCT_CACHE`` or ``$XDG_CACHE_HOME/hnc-petct``
+    (default ``~/.cache/hnc-petct``), sub-folder ``name``."""
+    base = os.environ.get("HNC_PETCT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "hnc-petct")
+    return os.path.join(base, name)

@@ -246,4 +246,7 @@ def train_and_export(meta_file: str | Path | None = None, inference_file: str | 
     for m in manifest["format_mismatches"]:
         log.warning("%s: %s (model.ts embeds the trained values)", meta_file, m)
     manifest["export"] = export_rfs_model(train_kwargs["models_dir"], manifest, meta, config)
+    from hnc_core.io import write_json_atomic
+
+    write_json_atomic(Path(train_kwargs["models_dir"]) / "manifest.json", manifest)
     return manifest
