@@ -59,7 +59,7 @@ def config_bundle_root(default: str | None = None) -> str:
     MONAI's ``ConfigWorkflow`` (what ``python -m monai.bundle run`` and Python users build) records that
     folder as ``config_root_path``; this finds the workflow being initialised on the call stack, so the
     answer is right from the CLI, from Python and from any working directory. Outside a ConfigWorkflow
-    (e.g. MONAI Deploy, which never evaluates ``bundle_root`` for inference) ``default`` or the working
+    (MONAI Deploy's bundle operator is recognised the same way, by its ``bundle_path``) ``default`` or the working
     directory is returned. ``--bundle_root`` still overrides.
     """
     import inspect
@@ -73,6 +73,9 @@ def config_bundle_root(default: str | None = None) -> str:
             if isinstance(obj, ConfigWorkflow):
                 root = Path(obj.config_root_path).resolve()
                 return str(root.parent if root.name == "configs" else root)
+            if type(obj).__name__ == "MonaiBundleInferenceOperator" and getattr(obj, "bundle_path", None):
+                path = Path(obj.bundle_path).resolve()  # MONAI Deploy: a bundle folder or a model.ts file
+                return str(path if path.is_dir() else path.parent)
             frame = frame.f_back
     finally:
         del frame

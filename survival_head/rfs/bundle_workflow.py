@@ -76,9 +76,12 @@ class PreprocessedDataset(torch.utils.data.Dataset):
 
 
 def load_network(network: torch.nn.Module, path: str | Path, sha256_file: str | Path | None = None,
-                 device: str | torch.device = "cpu") -> torch.nn.Module:
+                 device: str | torch.device = "cpu", expect: dict | None = None) -> torch.nn.Module:
     """Load ``path`` (state dict, ``weights_only=True``) into ``network`` strictly, after checking it
-    against the sha256 recorded in ``sha256_file`` (the manifest's ``export`` entry) when given."""
+    against the sha256 recorded in ``sha256_file`` (the manifest's ``export`` entry) when given.
+
+    ``expect``: settings the config declares (e.g. ``image_size``, ``clinical_set``) that must equal the
+    trained manifest's; a difference is an error, never silently ignored."""
     from survival_head.io.checkpoints import WeightsError, load_weights
 
     sha = None
@@ -87,7 +90,12 @@ def load_network(network: torch.nn.Module, path: str | Path, sha256_file: str | 
         if not man.is_file():
             raise WeightsError(f"no trained model in {man.parent} ({man.name} missing): run the bundle's "
                                "train.json first; refusing to predict with random weights")
-        sha = json.loads(man.read_text()).get("export", {}).get(Path(path).name)
+        manifest = json.loads(man.read_text())
+        sha = manifest.get("export", {}).get(Path(path).name)
+        bad = {k: (v, manifest.get(k)) for k, v in (expect or {}).items() if manifest.get(k) != v}
+        if bad:
+            raise ValueError("config does not match the trained model in " + str(man.parent) + ": " + ", ".join(
+                f"{k} = {v!r} in the config, {t!r} trained" for k, (v, t) in bad.items()))
     network.load_state_dict(load_weights(path, sha))
     return network.to(device).eval()
 

@@ -191,7 +191,6 @@ def export_rfs_model(models_dir: str | Path, manifest: dict | None = None, meta:
     ``meta``: bundle metadata to embed; its ``network_data_format`` is set to the trained model's exact
     image size and clinical width. Returns ``{"model.pt": sha256, "model.ts": sha256}``.
     """
-    from hnc_core.io import atomic_path
     from survival_head.io.checkpoints import save_weights, sha256_file
 
     models_dir = Path(models_dir)
@@ -201,10 +200,34 @@ def export_rfs_model(models_dir: str | Path, manifest: dict | None = None, meta:
     sha = {"model.pt": save_weights(model.state_dict(), models_dir / "model.pt")}
     scripted = torch.jit.script(model)
     extra = {"metadata.json": json.dumps(meta).encode(), "inference.json": json.dumps(inference_config or {}).encode()}
-    with atomic_path(models_dir / "model.ts") as tmp:
-        torch.jit.save(scripted, str(tmp), _extra_files=extra)
+    save_scripted(scripted, models_dir / "model.ts", extra)
     sha["model.ts"] = sha256_file(models_dir / "model.ts")
     return sha
+
+
+def save_scripted(scripted: torch.jit.ScriptModule, path: str | Path, extra_files: dict[str, bytes]) -> None:
+    """``torch.jit.save`` atomically, the archive's root folder named after ``path``'s stem (``model/``),
+    which is where MONAI Deploy looks for ``extra/metadata.json``."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        tmp_file = Path(tmp) / path.name
+        torch.jit.save(scripted, str(tmp_file), _extra_files=extra_files)
+        os.replace(tmp_file, path)
+
+
+def clinical_set_for(n_clinical: int) -> str:
+    """The clinical variable set whose canonical width is ``n_clinical`` (26 -> paper+hpv, 23 -> paper)."""
+    from survival_head.rfs.clinical import CLINICAL_SETS, n_clinical_for
+
+    for name in CLINICAL_SETS:
+        if n_clinical_for(name) == int(n_clinical):
+            return name
+    raise ValueError(f"no clinical set has {n_clinical} inputs: "
+                     + ", ".join(f"{n}={n_clinical_for(n)}" for n in CLINICAL_SETS))
 
 
 def with_trained_format(meta: dict, image_size: int, n_clinical: int) -> dict:
@@ -243,8 +266,15 @@ def train_and_export(meta_file: str | Path | None = None, inference_file: str | 
     meta = json.loads(Path(meta_file).read_text()) if meta_file and Path(meta_file).is_file() else {}
     config = json.loads(Path(inference_file).read_text()) if inference_file and Path(inference_file).is_file() else {}
     manifest["format_mismatches"] = format_mismatches(meta, manifest["image_size"], manifest["n_clinical"])
+    own = meta_file is not None and Path(meta_file).resolve().parent.parent / "models" == \
+        Path(train_kwargs["models_dir"]).resolve()
     for m in manifest["format_mismatches"]:
-        log.warning("%s: %s (model.ts embeds the trained values)", meta_file, m)
+        log.warning("%s: %s (%s)", meta_file, m, "rewritten with the trained values" if own else
+                    "model.ts embeds the trained values")
+    if own and manifest["format_mismatches"]:  # the bundle trained its own models/: declare what it holds
+        from hnc_core.io import write_json_atomic
+
+        write_json_atomic(meta_file, with_trained_format(meta, manifest["image_size"], manifest["n_clinical"]))
     manifest["export"] = export_rfs_model(train_kwargs["models_dir"], manifest, meta, config)
     from hnc_core.io import write_json_atomic
 
