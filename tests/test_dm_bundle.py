@@ -179,3 +179,35 @@ def test_model_ts_is_the_whole_dm_model_with_exact_input_format(trained):
     assert (fmt["image"]["num_channels"], fmt["image"]["spatial_shape"]) == (3, [32, 32, 32])
     assert fmt["radiomics"]["num_channels"] == 12 and fmt["clinical"]["num_channels"] == 10
     assert list(fmt["radiomics"]["channel_def"].values()) == fitted.selector.selected_
+
+
+def test_standard_workflow_properties(trained):
+    from monai.bundle import ConfigWorkflow
+
+    cohort, cache, out = trained
+    for config in ("inference.json", "evaluate.json"):
+        wf = ConfigWorkflow(config_file=str(BUNDLE / "configs" / config), workflow_type="inference",
+                            dataset_dir=str(cohort), model_dir=str(out / "models"), radiomics_cache=str(cache))
+        wf.initialize()
+        assert wf.check_properties() == [], config
+
+
+@pytest.mark.slow
+def test_monai_deploy_stock_operator_matches_bundle_run(trained, tmp_path):
+    """The stock MonaiBundleInferenceOperator serving models/model.ts (holoscan app in a subprocess under
+    ``ulimit -s 32768``; radiomics extracted by the bundle's preprocessing) gives the probabilities of
+    ``monai.bundle run inference.json`` on the same patients."""
+    import numpy as np
+
+    cohort, cache, out = trained
+    bundle_run("inference.json", tmp_path, "--dataset_dir", str(cohort), "--output_dir", str(tmp_path / "cli"),
+               "--model_dir", str(out / "models"), "--radiomics_cache", str(cache), "--batch_size", "1")
+    cli = pd.read_csv(tmp_path / "cli" / "predictions.csv")
+    res = tmp_path / "deploy.json"
+    cmd = (f"ulimit -s 32768 && exec {sys.executable} -W ignore -m hnc_petct.deploy.bundle_app dm "
+           f"--model {out / 'models' / 'model.ts'} --cohort {cohort} --out {res}")
+    proc = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    served = json.loads(res.read_text())
+    assert [p["PatientID"] for p in served] == cli.PatientID.tolist() and len(served) == 16
+    np.testing.assert_allclose([p["Prediction"] for p in served], cli.dm_probability, atol=1e-5, rtol=0)

@@ -76,6 +76,33 @@ def rfs_inputs(cohort_dir: str | Path) -> list[tuple[str, dict]]:
     return out
 
 
+def dm_inputs(cohort_dir: str | Path, mask_dir: str | Path | None = None) -> list[tuple[str, dict]]:
+    """``(PatientID, {"image", "radiomics", "clinical"})`` for every patient with a CT and a tumour mask:
+    ``image`` = CT + tumour label on the CT grid; ``radiomics`` empty (the bundle's preprocessing extracts the
+    selected features with pyradiomics); ``clinical`` = raw canonical DM vector."""
+    import SimpleITK as sitk
+    import torch
+
+    from hnc_core.cohort import load_cohort
+    from survival_head.dm.export import raw_clinical_vector
+    from survival_head.dm.regions import RegionError, mask_file
+
+    cohort = load_cohort(cohort_dir, check_images=False)
+    out = []
+    for pid in sorted(p for p, r in cohort.patients.items() if r.ct):
+        try:
+            mask = mask_file(pid, cohort.patients[pid].label, mask_dir)
+        except RegionError as exc:
+            log.error("skipped %s: %s", pid, exc)
+            continue
+        ct = sitk.ReadImage(str(cohort.patients[pid].ct), sitk.sitkFloat32)
+        lab = sitk.ReadImage(str(mask), sitk.sitkFloat32)
+        row = cohort.clinical.loc[pid].to_dict() if pid in cohort.clinical.index else None
+        out.append((pid, {"image": sitk_to_deploy_image([ct, lab], ct), "radiomics": torch.zeros(0, dtype=torch.float64),
+                          "clinical": torch.from_numpy(raw_clinical_vector(row))}))
+    return out
+
+
 # ------------------------------------------------------------------------------------- operators
 
 
@@ -167,7 +194,7 @@ def serve(model_path: str | Path, patients: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bundle", choices=["rfs", "dm", "seg"])
+    p.add_argument("bundle", choices=["rfs", "dm"])
     p.add_argument("--model", required=True, help="BUNDLE/models/model.ts")
     p.add_argument("--cohort", required=True, help="HECKTOR-layout folder")
     p.add_argument("--out", required=True, help="JSON file: list of {PatientID, Prediction}")
@@ -175,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from hnc_core.io import write_json_atomic
 
     t0 = time.perf_counter()
-    items = {"rfs": rfs_inputs}[a.bundle](a.cohort)
+    items = {"rfs": rfs_inputs, "dm": dm_inputs}[a.bundle](a.cohort)
     t1 = time.perf_counter()
     res = serve(a.model, [x for _, x in items])
     t2 = time.perf_counter()
