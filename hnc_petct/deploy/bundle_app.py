@@ -192,6 +192,13 @@ def serve(model_path: str | Path, patients: list[dict]) -> list[dict]:
     return results
 
 
+def _scalar(pred) -> float:
+    """The operator's ``pred`` (array for ``series``; dict with ``probabilities`` for ``probabilities``) -> float."""
+    if isinstance(pred, dict):
+        pred = pred["probabilities"]
+    return float(np.asarray(pred).reshape(-1)[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundle", choices=["rfs", "dm"])
@@ -206,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     res = serve(a.model, [x for _, x in items])
     t2 = time.perf_counter()
-    preds = [{"PatientID": pid, "Prediction": float(np.asarray(r["pred"]).reshape(-1)[0])}
-             for (pid, _), r in zip(items, res)]
+    preds = [{"PatientID": pid, "Prediction": _scalar(r["pred"])} for (pid, _), r in zip(items, res)]
     write_json_atomic(a.out, preds)
     n = max(len(items), 1)
     print(json.dumps({"patients": len(items), "read_s": round(t1 - t0, 3), "serve_s": round(t2 - t1, 3),

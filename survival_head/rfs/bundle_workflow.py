@@ -51,10 +51,12 @@ class PreprocessedDataset(torch.utils.data.Dataset):
     """``transform`` applied once to every item of ``data``; failing items go to ``failures`` (not dropped
     silently: the writer lists them in ``predictions.csv`` / ``failures.json`` and the log names them)."""
 
-    def __init__(self, data: list[dict], transform, failures: list[dict] | None = None):
+    def __init__(self, data: list[dict], transform, failures: list[dict] | None = None, progress: bool = False):
+        from tqdm.auto import tqdm
+
         self.failures = failures if failures is not None else []
         self.items = []
-        for item in data:
+        for item in tqdm(data, desc="preprocessing", unit="patient", disable=not progress):
             pid = item.get("id", "?")
             try:
                 out = transform(dict(item))
