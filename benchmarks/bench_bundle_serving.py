@@ -3,8 +3,9 @@ app (stock ``MonaiBundleInferenceOperator``), same patients, one run each, measu
 
     python benchmarks/bench_bundle_serving.py --bundle BUNDLE --cohort COHORT
 
-``BUNDLE`` is a trained copy of ``bundles/hecktor_rfs_fusion`` (``models/model.ts``); ``COHORT`` a HECKTOR-layout
-folder whose PET is already on the CT grid (what a DICOM front end hands to the Deploy app; the script
+``BUNDLE`` is a trained copy of ``bundles/hecktor_rfs_fusion`` (``--kind rfs``) or ``bundles/hnscc_distant_metastasis``
+(``--kind dm``; both paths extract the radiomics, the CLI into a fresh cache) with ``models/model.ts``; ``COHORT`` a
+HECKTOR-layout folder whose PET is already on the CT grid (RFS) (what a DICOM front end hands to the Deploy app; the script
 writes such a copy when ``--resample-pet`` is given). Both commands run in subprocesses (the Deploy app
 under ``ulimit -s 32768``); wall time includes start-up, model loading, reading and preprocessing.
 """
@@ -32,6 +33,7 @@ def _timed(cmd: str) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--kind", choices=["rfs", "dm"], default="rfs")
     p.add_argument("--cohort", required=True, type=Path)
     p.add_argument("--resample-pet", action="store_true", help="copy the cohort with PET resampled onto the CT grid")
     a = p.parse_args()
@@ -49,12 +51,18 @@ def main() -> None:
                 ct = sitk.ReadImage(str(pt).replace("__PT", "__CT"), sitk.sitkFloat32)
                 sitk.WriteImage(pet_on_ct(ct, sitk.ReadImage(str(pt), sitk.sitkFloat32)), str(pt))
         py = sys.executable
+        extra = f" --radiomics_cache {tmp}/fresh_cache" if a.kind == "dm" else ""  # both paths extract radiomics
         cli = _timed(f"{py} -W ignore -m monai.bundle run --config_file {a.bundle}/configs/inference.json "
-                     f"--dataset_dir {cohort} --output_dir {tmp}/cli --batch_size 1 --progress False")
-        dep = _timed(f"ulimit -s 32768 && {py} -W ignore -m hnc_petct.deploy.bundle_app rfs "
+                     f"--dataset_dir {cohort} --output_dir {tmp}/cli --batch_size 1 --progress False{extra}")
+        dep = _timed(f"ulimit -s 32768 && {py} -W ignore -m hnc_petct.deploy.bundle_app {a.kind} "
                      f"--model {a.bundle}/models/model.ts --cohort {cohort} --out {tmp}/deploy.json")
-        n = len(json.loads((tmp / "cli" / "predictions.json").read_text()))
-        a_ = [r["Prediction"] for r in json.loads((tmp / "cli" / "predictions.json").read_text())]
+        if a.kind == "dm":
+            import pandas as pd
+
+            a_ = pd.read_csv(tmp / "cli" / "predictions.csv")["dm_probability"].tolist()
+        else:
+            a_ = [r["Prediction"] for r in json.loads((tmp / "cli" / "predictions.json").read_text())]
+        n = len(a_)
         b_ = [r["Prediction"] for r in json.loads((tmp / "deploy.json").read_text())]
         print(json.dumps({"patients": n, "bundle_cli_s_per_patient": round(cli / n, 3),
                           "deploy_app_s_per_patient": round(dep / n, 3), "deploy_over_cli": round(dep / cli, 2),
