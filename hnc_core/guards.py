@@ -152,3 +152,50 @@ def bundle_entry(fn, errors: tuple[type[BaseException], ...] = ()):
             raise SystemExit(1) from None
 
     return wrapper
+
+
+def clinical_gate(cohort, ids: Iterable[str], allow_missing: bool, model: str = "model"
+                  ) -> tuple[list[str], dict[str, str], list[dict]]:
+    """Patients of ``ids`` without a usable clinical row: refused, or kept and flagged with ``allow_missing``.
+
+    Returns ``(kept ids, {id: warning}, failure records {PatientID, file, error})``. Used wherever a model that
+    reads clinical variables predicts (Python API and bundle workflows alike).
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
+    keep, warnings, failures = [], {}, []
+    for pid in ids:
+        reason = cohort.clinical_missing_reason(pid)
+        if reason is None:
+            keep.append(pid)
+        elif allow_missing:
+            warnings[pid] = f"clinical data unavailable ({reason}); predicted with every clinical value Unknown"
+            log.warning("patient %s: %s", pid, warnings[pid])
+            keep.append(pid)
+        else:
+            failures.append({"PatientID": pid, "file": str(cohort.clinical_csv or cohort.root),
+                             "error": f"clinical data unavailable ({reason}); the {model} needs it: fix the CSV, "
+                                      "or set allow_missing_clinical to predict with every clinical value Unknown"})
+            log.error("excluded patient %s: clinical data unavailable (%s)", pid, reason)
+    return keep, warnings, failures
+
+
+def guarded_prediction_outputs(out_dir: str | os.PathLike, n_predicted: int, failures: list[dict],
+                               source: str | os.PathLike) -> str:
+    """Before writing predictions to ``out_dir``: raise :class:`NothingPredicted` when nothing was predicted
+    (``failures.json`` is written by the caller first), else return the file-name suffix (``""`` or
+    ``".partial"``) that keeps an earlier, fuller ``predictions.json`` intact."""
+    import logging
+
+    out_dir = Path(out_dir)
+    if not n_predicted:
+        shown = "; ".join(f"{f['PatientID']}: {f['error']}" for f in failures[:3])
+        raise NothingPredicted(f"no patient of {source} could be predicted ({len(failures)} rejected, listed in "
+                               f"{out_dir / 'failures.json'}){': ' + shown if shown else ''}")
+    suffix = prediction_suffix(out_dir, [f["PatientID"] for f in failures])
+    if suffix:
+        logging.getLogger(__name__).error(
+            "%s holds earlier predictions for patients that fail now; keeping it and writing this run's %d "
+            "predictions to predictions%s.*", out_dir / "predictions.json", n_predicted, suffix)
+    return suffix

@@ -20,12 +20,12 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "hecktor_rfs_fusion"
 @pytest.fixture(scope="module")
 def rfs_model(tmp_path_factory):
     from hnc_core.synth import generate_cohort
-    from survival_head.rfs.workflows import train_folds
+    from survival_head.rfs.export import train_and_export
 
     root = tmp_path_factory.mktemp("rfs_bad")
     generate_cohort(root / "cohort", n=8, seed=0, progress=False)
-    train_folds(root / "cohort", root / "models", image_size=16, max_epochs=1, batch_size=4, n_folds=2,
-                freeze_backbone=True, progress=False)
+    train_and_export(cohort_dir=root / "cohort", models_dir=root / "models", image_size=16, max_epochs=1,
+                     batch_size=4, n_folds=2, freeze_backbone=True, progress=False)
     return root
 
 
@@ -156,7 +156,7 @@ def _bundle(cohort, models, out, cwd):
 def test_bundle_weight_errors_are_one_line(cohort, rfs_model, tmp_path, damage):
     models = tmp_path / "models"
     shutil.copytree(rfs_model / "models", models)
-    weights = models / "fold0" / "network.pt"
+    weights = models / "model.pt"  # the whole ensemble inference.json loads
     if damage == "checksum":
         data = bytearray(weights.read_bytes())
         data[len(data) // 2] ^= 0xFF
@@ -183,3 +183,25 @@ def test_preprocessing_failure_names_the_file_not_the_transform(tmp_path, tiny_c
         preprocess_patient(pid, rec.ct, rec.pet, 16)
     f = _failure(pid, rec, info.value)
     assert f["file"] == str(bad) and "object at 0x" not in f["error"] and "bad__CT.nii.gz" in f["error"]
+
+
+def test_bundle_run_on_bad_cohort_lists_failures_and_keeps_earlier_predictions(cohort, rfs_model, tmp_path):
+    out = tmp_path / "out"
+    proc = _bundle(cohort, rfs_model / "models", out, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = (out / "predictions.json").read_text()
+    assert len(json.loads(before)) == 8
+    bad = _pids(cohort)[0]
+    _edit(cohort / bad / f"{bad}__PT.nii.gz", _nan)
+    proc = _bundle(cohort, rfs_model / "models", out, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "predictions.json").read_text() == before
+    fails = json.loads((out / "failures.json").read_text())
+    assert [f["PatientID"] for f in fails] == [bad] and "NaN" in fails[0]["error"]
+    assert len(json.loads((out / "predictions.partial.json").read_text())) == 7
+    for pid in _pids(cohort):
+        _truncate(cohort / pid / f"{pid}__CT.nii.gz")
+    proc = _bundle(cohort, rfs_model / "models", out, tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")][0].count("no patient") == 1
+    assert (out / "predictions.json").read_text() == before

@@ -183,3 +183,68 @@ def test_multi_gpu_config_runs_ddp_under_torchrun_on_cpu(tmp_path_factory, tmp_p
 
     fitted = FittedDM.load(tmp_path / "models")  # verifies the sha256 recorded by rank 0
     assert "image" in fitted.modalities
+
+
+def test_model_ts_is_the_whole_dm_model_with_exact_input_format(trained):
+    """models/model.ts written by train.json (image branch + radiomics standardisation + clinical encoding +
+    FC head) gives the Python model's probabilities (<= 1e-5); its embedded metadata declares the trained
+    channel counts (3 image channels at 32^3, k = 12 radiomics, 10 raw clinical values)."""
+    import zipfile
+
+    import numpy as np
+    import torch
+
+    from survival_head.dm.data import load_dm_data
+    from survival_head.dm.export import raw_clinical_vector
+    from survival_head.dm.training import FittedDM
+
+    cohort, cache, out = trained
+    models = out / "models"
+    fitted = FittedDM.load(models)
+    data = load_dm_data(cohort, cache, image_size=32, fov_mm=fitted.config.fov_mm, require_labels=False,
+                        radiomics_params=fitted.info.get("radiomics_params"), progress=False)
+    ref = fitted.predict_proba(data)
+    scripted = torch.jit.load(str(models / "model.ts"))
+    rad = torch.from_numpy(data.radiomics[fitted.selector.selected_].to_numpy(float))
+    cli = torch.from_numpy(np.stack([raw_clinical_vector(data.clinical.loc[i]) for i in data.ids]))
+    with torch.no_grad():
+        got = scripted(data.images, rad, cli)[:, 0].numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    assert np.ptp(got) > 0
+    with zipfile.ZipFile(models / "model.ts") as z:
+        fmt = json.loads(z.read("model/extra/metadata.json"))["network_data_format"]["inputs"]
+    assert (fmt["image"]["num_channels"], fmt["image"]["spatial_shape"]) == (3, [32, 32, 32])
+    assert fmt["radiomics"]["num_channels"] == 12 and fmt["clinical"]["num_channels"] == 10
+    assert list(fmt["radiomics"]["channel_def"].values()) == fitted.selector.selected_
+
+
+def test_standard_workflow_properties(trained):
+    from monai.bundle import ConfigWorkflow
+
+    cohort, cache, out = trained
+    for config in ("inference.json", "evaluate.json"):
+        wf = ConfigWorkflow(config_file=str(BUNDLE / "configs" / config), workflow_type="inference",
+                            dataset_dir=str(cohort), model_dir=str(out / "models"), radiomics_cache=str(cache))
+        wf.initialize()
+        assert wf.check_properties() == [], config
+
+
+@pytest.mark.slow
+def test_monai_deploy_stock_operator_matches_bundle_run(trained, tmp_path):
+    """The stock MonaiBundleInferenceOperator serving models/model.ts (holoscan app in a subprocess under
+    ``ulimit -s 32768``; radiomics extracted by the bundle's preprocessing) gives the probabilities of
+    ``monai.bundle run inference.json`` on the same patients."""
+    import numpy as np
+
+    cohort, cache, out = trained
+    bundle_run("inference.json", tmp_path, "--dataset_dir", str(cohort), "--output_dir", str(tmp_path / "cli"),
+               "--model_dir", str(out / "models"), "--radiomics_cache", str(cache), "--batch_size", "1")
+    cli = pd.read_csv(tmp_path / "cli" / "predictions.csv")
+    res = tmp_path / "deploy.json"
+    cmd = (f"ulimit -s 32768 && exec {sys.executable} -W ignore -m hnc_petct.deploy.bundle_app dm "
+           f"--model {out / 'models' / 'model.ts'} --cohort {cohort} --out {res}")
+    proc = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    served = json.loads(res.read_text())
+    assert [p["PatientID"] for p in served] == cli.PatientID.tolist() and len(served) == 16
+    np.testing.assert_allclose([p["Prediction"] for p in served], cli.dm_probability, atol=1e-5, rtol=0)

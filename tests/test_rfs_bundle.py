@@ -23,8 +23,8 @@ SIZE = 24
 N_PATIENTS = 12
 
 
-def _bundle_run(config: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / config),
+def _bundle_run(config: str, cwd: Path, *args: str, configs: Path = CONFIGS) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file", str(configs / config),
            "--progress", "False", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
@@ -43,14 +43,17 @@ def rfs_cohort(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(rfs_cohort, tmp_path_factory) -> dict:
-    """Bundle train.json: 3 folds, 24^3, 2 epochs, frozen backbone (CPU budget); default clinical set."""
+    """Bundle train.json in a copy of the bundle (models/ inside it, as a user would): 3 folds, 24^3, 2 epochs,
+    frozen backbone (CPU budget); default clinical set."""
     work = tmp_path_factory.mktemp("rfs_work")
-    models = work / "models"
-    proc = _bundle_run("train.json", work, "--dataset_dir", str(rfs_cohort), "--models_dir", str(models),
-                       "--cache_dir", str(work / "cache"), "--image_size", str(SIZE), "--max_epochs", "2",
-                       "--batch_size", "4", "--n_folds", "3", "--freeze_backbone", "True")
-    return {"models": models, "work": work, "log": proc.stdout + proc.stderr,
-            "manifest": json.loads((models / "manifest.json").read_text())}
+    bundle = work / "bundle"
+    shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("cache", "models", "eval"))
+    models = bundle / "models"
+    proc = _bundle_run("train.json", work, "--dataset_dir", str(rfs_cohort), "--cache_dir", str(work / "cache"),
+                       "--image_size", str(SIZE), "--max_epochs", "2", "--batch_size", "4", "--n_folds", "3",
+                       "--freeze_backbone", "True", configs=bundle / "configs")
+    return {"models": models, "work": work, "bundle": bundle, "configs": bundle / "configs",
+            "log": proc.stdout + proc.stderr, "manifest": json.loads((models / "manifest.json").read_text())}
 
 
 def test_train_writes_all_folds_with_checksums(trained):
@@ -93,7 +96,7 @@ def inferred(trained, rfs_cohort, tmp_path_factory) -> dict:
     (cohort / bad / f"{bad}__CT.nii.gz").write_bytes(b"not a nifti file")
     out = cohort.parent / "out"
     proc = _bundle_run("inference.json", tmp_path_factory.mktemp("elsewhere"), "--dataset_dir", str(cohort),
-                       "--output_dir", str(out), "--models_dir", str(trained["models"]))
+                       "--output_dir", str(out), configs=trained["configs"])
     return {"out": out, "bad": bad, "log": proc.stdout + proc.stderr, "cohort": cohort}
 
 
@@ -127,7 +130,7 @@ def test_training_evaluation_inference_share_one_preprocessing(inferred, trained
 def test_evaluate_reports_metrics_and_km_plot(trained, rfs_cohort, tmp_path):
     out = tmp_path / "eval"
     _bundle_run("evaluate.json", tmp_path, "--dataset_dir", str(rfs_cohort), "--output_dir", str(out),
-                "--models_dir", str(trained["models"]), "--n_boot", "100")
+                "--n_boot", "100", configs=trained["configs"])
     m = json.loads((out / "metrics.json").read_text())
     h = m["harrell_c"]
     assert 0 <= h["ci_low"] <= h["estimate"] <= h["ci_high"] <= 1
@@ -152,31 +155,99 @@ def test_missing_or_tampered_weights_are_clear_errors(trained, rfs_cohort, tmp_p
         predict(rfs_cohort, models, tmp_path / "o", progress=False)
 
 
-def test_torchscript_export_and_verify(trained, tmp_path):
-    from monai.bundle import verify_net_in_out
+def _raw_clinical(data):
+    from survival_head.rfs.export import raw_clinical_vector
 
-    from survival_head.rfs.network import FusedFeatureExtractor
+    rows = [data.cohort.clinical.loc[i] if i in data.cohort.clinical.index else None for i in data.ids]
+    return torch.from_numpy(np.stack([raw_clinical_vector(r) for r in rows]))
 
-    F = trained["manifest"]["n_clinical"]
-    assert trained["manifest"]["clinical_set"] == "paper+hpv" and F == 26
-    ts = tmp_path / "rfs.ts"
-    ckpt = trained["models"] / "fold0" / "network.pt"
-    cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
-           "--ckpt_file", str(ckpt), "--meta_file", str(CONFIGS / "metadata.json"),
-           "--config_file", str(CONFIGS / "inference.json")]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+def test_model_ts_is_the_whole_ensemble_and_ckpt_export_defaults_rebuild_it(trained, rfs_cohort):
+    """models/model.ts written by training = every fold + clinical standardisation + ridge-Cox + fold
+    normalisation + weights: equal (<= 1e-5) to the Python ensemble; ckpt_export's defaults rebuild it."""
+    from survival_head.rfs.data import load_patient_images
+    from survival_head.rfs.workflows import ensemble_risk
+
+    man, models = trained["manifest"], trained["models"]
+    assert man["clinical_set"] == "paper+hpv" and man["n_clinical"] == 26
+    meta = json.loads((trained["configs"] / "metadata.json").read_text())  # rewritten with the trained format
+    assert meta["network_data_format"]["inputs"]["image"]["spatial_shape"] == [SIZE] * 3
+    assert meta["network_data_format"]["inputs"]["clinical"]["num_channels"] == 26
+    data = load_patient_images(rfs_cohort, SIZE, "images", trained["work"] / "cache", progress=False)
+    ref, _ = ensemble_risk(data, models, man)
+    images, clin = torch.stack([data.images[i] for i in data.ids]), _raw_clinical(data)
+    written = torch.jit.load(str(models / "model.ts"))
+    with torch.no_grad():
+        np.testing.assert_allclose(written(images, clin)[:, 0].numpy(), ref, atol=1e-5, rtol=0)
+    assert bool(written.shared_backbone)  # frozen backbone: run once, not K times
+    (models / "model.ts").unlink()
+    cmd = [sys.executable, "-W", "ignore", "-m", "monai.bundle", "ckpt_export", "--bundle_root", str(trained["bundle"]),
+           "--config_file", str(trained["configs"] / "inference.json")]
+    proc = subprocess.run(cmd, cwd=trained["work"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    scripted = torch.jit.load(str(ts))
-    net = FusedFeatureExtractor(F).eval()
-    net.load_state_dict(torch.load(ckpt, weights_only=True))
-    x, c = torch.rand(2, 2, SIZE, SIZE, SIZE), torch.rand(2, F)
-    torch.testing.assert_close(scripted(x, c), net(x, c))
-    torch.testing.assert_close(scripted.features(x, c), net.features(x, c))
-    assert not torch.equal(net.image_scale, torch.ones(512))  # frozen-backbone standardisation was saved
-    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"),
-                      config_file=str(CONFIGS / "inference.json"), device="cpu", n=1,
-                      extra_forward_args={"clinical": torch.rand(1, F)},
-                      **{"_meta_#network_data_format#inputs#image#spatial_shape": [SIZE] * 3})
+    exported = torch.jit.load(str(models / "model.ts"))
+    with torch.no_grad():
+        np.testing.assert_allclose(exported(images, clin)[:, 0].numpy(), ref, atol=1e-5, rtol=0)
+
+
+def test_standard_workflow_properties_and_verify_net_in_out(trained, rfs_cohort):
+    from monai.bundle import ConfigWorkflow, verify_net_in_out
+
+    for config, kind in (("inference.json", "inference"), ("evaluate.json", "inference"), ("train.json", "train")):
+        wf = ConfigWorkflow(config_file=str(trained["configs"] / config), workflow_type=kind,
+                            dataset_dir=str(rfs_cohort))
+        wf.initialize()
+        assert wf.check_properties() == [], config
+        assert Path(wf.parser.get_parsed_content("bundle_root")) == trained["bundle"].resolve()
+    verify_net_in_out(net_id="network_def", meta_file=str(trained["configs"] / "metadata.json"),
+                      config_file=str(trained["configs"] / "inference.json"), device="cpu", n=1,
+                      extra_forward_args={"clinical": torch.rand(1, 26)})
+
+
+def test_config_settings_that_differ_from_the_trained_model_are_errors(trained):
+    from monai.bundle import ConfigParser
+
+    p = ConfigParser()
+    p.read_config(str(trained["configs"] / "inference.json"))
+    p.read_meta(str(trained["configs"] / "metadata.json"))
+    p["bundle_root"] = str(trained["bundle"])
+    p["image_size"] = SIZE * 2
+    with pytest.raises(RuntimeError) as err:
+        p.get_parsed_content("network")
+    assert "image_size = 48 in the config, 24 trained" in str(err.value.__cause__)
+
+
+@pytest.mark.slow
+def test_monai_deploy_stock_operator_matches_bundle_run(trained, rfs_cohort, tmp_path):
+    """The stock MonaiBundleInferenceOperator serving models/model.ts (a real holoscan app, in a subprocess
+    under ``ulimit -s 32768``) gives the same risks as ``monai.bundle run inference.json`` on the same patients
+    (PET on the CT grid, as a DICOM front end hands it over)."""
+    import SimpleITK as sitk
+
+    from hnc_petct.deploy.bundle_app import pet_on_ct
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(rfs_cohort, cohort)
+    keep = {p.parent.name for p in sorted(cohort.glob("*/*__PT.nii.gz"))[:6]}  # 6 patients keep it short
+    for d in cohort.iterdir():
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d)
+    for pt in cohort.glob("*/*__PT.nii.gz"):
+        ct = sitk.ReadImage(str(pt).replace("__PT", "__CT"), sitk.sitkFloat32)
+        sitk.WriteImage(pet_on_ct(ct, sitk.ReadImage(str(pt), sitk.sitkFloat32)), str(pt))
+    _bundle_run("inference.json", tmp_path, "--dataset_dir", str(cohort), "--output_dir", str(tmp_path / "cli"),
+                "--batch_size", "1", configs=trained["configs"])
+    cli = json.loads((tmp_path / "cli" / "predictions.json").read_text())
+    out = tmp_path / "deploy.json"
+    cmd = (f"ulimit -s 32768 && exec {sys.executable} -W ignore -m hnc_petct.deploy.bundle_app rfs "
+           f"--model {trained['models'] / 'model.ts'} --cohort {cohort} --out {out}")
+    proc = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    served = json.loads(out.read_text())
+    assert [p["PatientID"] for p in served] == [p["PatientID"] for p in cli] and len(cli) == 6
+    np.testing.assert_allclose([p["Prediction"] for p in served], [p["Prediction"] for p in cli], atol=1e-5, rtol=0)
+    assert len({round(p["Prediction"], 6) for p in served}) > 1
 
 
 def test_full_backbone_training_updates_cnn_and_keeps_best_epoch():

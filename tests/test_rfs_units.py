@@ -290,12 +290,12 @@ def test_underscore_flag_spellings_still_parse():
     assert (b.image_size, b.n_folds) == (40, 3)
 
 
-def test_one_bundle_root_lookup_for_both_bundles(tmp_path):
-    from survival_head.dm.bundle import bundle_root as dm_root
-    from survival_head.rfs.bundle import find_bundle_root
+def test_one_bundle_root_lookup_for_both_bundles():
+    """Both bundles resolve ``bundle_root`` through the one lookup (the running config file's own folder)."""
+    import survival_head.dm.bundle as dm_bundle
+    import survival_head.rfs.bundle as rfs_bundle
+    from survival_head.io.bundle_paths import config_bundle_root
 
-    cfg = tmp_path / "b" / "configs"
-    for argv in (["x", "--config_file", str(cfg / "train.json")], [f"--config_file={cfg / 'train.json'}"],
-                 ["--config_file", f"['{cfg / 'train.json'}','{cfg / 'multi_gpu_train.json'}']"],
-                 ["--config_file", f"{cfg / 'train.json'},{cfg / 'multi_gpu_train.json'}"]):
-        assert find_bundle_root(argv) == dm_root(argv=argv) == str(tmp_path / "b")
+    assert rfs_bundle.config_bundle_root is config_bundle_root
+    assert dm_bundle.bundle_root.__module__ == "survival_head.dm.bundle"
+    assert dm_bundle.bundle_root("/x") == config_bundle_root("/x")

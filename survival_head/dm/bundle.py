@@ -1,7 +1,12 @@
-"""Helpers the DM bundle configs reference (``$bundle_root()``): the shared bundle-root lookup."""
+"""Helpers the DM bundle configs reference: the bundle root, from the running config's own folder."""
 
 from __future__ import annotations
 
-from survival_head.io.bundle_root import bundle_root
+from survival_head.io.bundle_paths import config_bundle_root
 
-__all__ = ["bundle_root"]
+
+def bundle_root(default: str | None = None) -> str:
+    """Bundle folder = parent of the ``configs/`` folder the running config was read from (``monai.bundle run``,
+    ``ConfigWorkflow`` from Python, ``ckpt_export``, MONAI Deploy), from any working directory; else
+    ``default`` or the working directory. Override with ``--bundle_root``."""
+    return config_bundle_root(default)

@@ -1,15 +1,12 @@
-"""Helpers the bundle configs reference (``$survival_head.rfs.bundle...``): bundle root, device."""
+"""Helpers the bundle configs reference (``$survival_head.rfs.bundle...``): bundle root, device, cache."""
 
 from __future__ import annotations
 
 import os
 
-from survival_head.io.bundle_root import bundle_root
+from survival_head.io.bundle_paths import config_bundle_root, default_cache_dir
 
-
-def find_bundle_root(argv: list[str] | None = None) -> str:
-    """The bundle folder (:func:`survival_head.io.bundle_root.bundle_root`); named so in the RFS configs."""
-    return bundle_root(argv=argv)
+__all__ = ["config_bundle_root", "default_cache_dir", "default_device", "distributed_device"]
 
 
 def default_device() -> str:
