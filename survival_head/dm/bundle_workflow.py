@@ -113,9 +113,18 @@ class DMPredictionWriter:
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, lambda e: (self.rows.clear(), self.labels.clear()))
+        engine.add_event_handler(Events.STARTED, lambda e: (self.rows.clear(), self.labels.clear(),
+                                                            setattr(self, "written", False)))
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
+
+    written = False
+
+    def finish(self) -> None:
+        """``run``'s last step: write the outputs if the evaluator did not (an empty cohort never completes an
+        epoch), so a run that predicted nothing still lists its failures and exits non-zero."""
+        if not self.written:
+            self.write()
 
     def collect(self, engine) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):  # decollated, one per patient
@@ -126,6 +135,8 @@ class DMPredictionWriter:
 
     def write(self, engine=None) -> pd.DataFrame:
         from hnc_core.io import write_csv_atomic, write_json_atomic
+
+        self.written = True
 
         from hnc_core.guards import guarded_prediction_outputs
         from survival_head.io.bundle_paths import guarded as _guarded

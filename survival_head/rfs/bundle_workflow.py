@@ -150,9 +150,17 @@ class Task2RiskWriter:
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, lambda e: self.rows.clear())
+        engine.add_event_handler(Events.STARTED, lambda e: (self.rows.clear(), setattr(self, "written", False)))
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
+
+    written = False
+
+    def finish(self) -> None:
+        """``run``'s last step: write the outputs if the evaluator did not (an empty cohort never completes an
+        epoch), so a run that predicted nothing still lists its failures and exits non-zero."""
+        if not self.written:
+            self.write()
 
     def collect(self, engine) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):  # both decollated, one per patient
@@ -164,6 +172,8 @@ class Task2RiskWriter:
         earlier ``predictions.json`` (it goes to ``predictions.partial.*``)."""
         from hnc_core.guards import guarded_prediction_outputs
         from hnc_core.io import write_csv_atomic, write_json_atomic
+
+        self.written = True
 
         write_json_atomic(self.output_dir / "failures.json", self.failures)
         suffix = _guarded(guarded_prediction_outputs)(self.output_dir, len(self.rows), self.failures, self.source)
