@@ -259,11 +259,12 @@ def test_bundle_json_defaults_equal_rfs_config():
         cfg = _bundle_config(name)
         for key, value in cfg.items():
             field = alias.get(key, key)
-            if hasattr(DEFAULTS, field) and not isinstance(value, (dict, list)):
+            derived = isinstance(value, str) and value[:1] in "$@"  # read from the trained model's metadata
+            if hasattr(DEFAULTS, field) and not isinstance(value, (dict, list)) and not derived:
                 assert value == getattr(DEFAULTS, field), f"{name}: {key} = {value!r}, RFSConfig.{field} = " \
                                                           f"{getattr(DEFAULTS, field)!r}"
                 checked += 1
-    assert checked >= 14  # image_size, max_epochs, lr, batch_size, folds, ... across the three configs
+    assert checked >= 10  # image_size, max_epochs, lr, batch_size, folds, ... across the three configs
 
 
 def test_rfs_cli_and_main_job_read_the_config():
