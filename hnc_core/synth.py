@@ -190,7 +190,15 @@ def _irregular_ball(X, Y, Z, centre, radius, rng, roughness=0.18) -> np.ndarray:
     return r <= mod
 
 
-def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generator):
+# Primary-tumour site options: z range (mm, patient frame: brain centre at z = 78, mandible at z = 2) of the
+# primary's centre. Nodes are drawn 30 mm below to 8 mm above the primary. "oropharynx" is the default
+# (and the original) draw; "low_neck" puts laryngeal/hypopharyngeal primaries and their level-III/IV nodes
+# 160-180 mm below the brain centre (needs the "full" grid: the small one ends at z ~ -72).
+PRIMARY_SITES = {"oropharynx": (-8.0, 12.0), "low_neck": (-100.0, -80.0)}
+
+
+def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generator,
+                         primary_site: str = "oropharynx"):
     """Return (ct HU int16, pet SUV float32, label uint8) arrays in (z, y, x) order, geometry, volume."""
     import SimpleITK as sitk
 
@@ -220,7 +228,7 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
 
     # Tumour and nodes: drawn inside bounding boxes so that full-size grids stay fast.
     coords = (x, y, z)
-    t_centre = (rng.uniform(-12, 12), rng.uniform(-24, -4), rng.uniform(-8, 12))
+    t_centre = (rng.uniform(-12, 12), rng.uniform(-24, -4), rng.uniform(*PRIMARY_SITES[primary_site]))
     r_eq = (3 * lat["target_volume_ml"] * 1000 / (4 * np.pi)) ** (1 / 3)
     tbox = _box(coords, t_centre, 1.6 * r_eq + 14.0)  # lesion + 8 mm ring + margin
     tsub = tuple(c[b] for c, b in zip(coords, _axes_slices(tbox)))
@@ -309,15 +317,21 @@ def generate_cohort(
     seed: int = 0,
     size: str = "small",
     progress: bool = True,
+    primary_site: str = "oropharynx",
 ) -> pd.DataFrame:
     """Write a synthetic HECKTOR-layout cohort to ``out_dir`` and return its ground-truth table.
 
     Deterministic for a given (n, seed, size). Writes the patient folders, the clinical CSV
     (``HECKTOR_2025_Training_Task_2.csv`` plus a ``DistantMetastasis`` column),
     ``ground_truth.csv`` and ``ground_truth_model.json``.
+    ``primary_site``: one of :data:`PRIMARY_SITES` (default ``"oropharynx"``: the original draw).
     """
     if size not in GRIDS:
         raise ValueError(f"size must be one of {sorted(GRIDS)}, got {size!r}")
+    if primary_site not in PRIMARY_SITES:
+        raise ValueError(f"primary_site must be one of {sorted(PRIMARY_SITES)}, got {primary_site!r}")
+    if primary_site == "low_neck" and size != "full":
+        raise ValueError("primary_site='low_neck' needs size='full' (the small grid ends above the low neck)")
     if n < 1:
         raise ValueError("n must be >= 1")
     out = Path(out_dir)
@@ -342,7 +356,7 @@ def generate_cohort(
     for i in it:
         pid = ids[i]
         prng = np.random.default_rng([seed, i, 7])
-        ct, pet, lab, vol = _draw_patient_images(lat.iloc[i], grid, prng)
+        ct, pet, lab, vol = _draw_patient_images(lat.iloc[i], grid, prng, primary_site)
         folder = out / pid
         write_image_atomic(ct, folder / f"{pid}{schema.CT_SUFFIX}")
         write_image_atomic(pet, folder / f"{pid}{schema.PET_SUFFIX}")
@@ -391,7 +405,8 @@ def generate_cohort(
     )
     write_csv_atomic(truth, out / schema.GROUND_TRUTH_CSV_NAME, float_format="%.10g")
     write_json_atomic(out / schema.GROUND_TRUTH_MODEL_NAME,
-                      {"generator": "hnc_core.synth", "n": n, "seed": seed, "size": size, **TRUTH_MODEL})
+                      {"generator": "hnc_core.synth", "n": n, "seed": seed, "size": size,
+                       "primary_site": primary_site, **TRUTH_MODEL})
     return truth
 
 
