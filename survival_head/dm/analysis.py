@@ -30,7 +30,7 @@ ALL_SETS = [c for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
 DEFAULT_SUBGROUPS = (schema.HPV, schema.CENTER)
 
 
-def _subgroups(data, p, cols) -> dict:
+def _subgroups(data, p, cols, pred_class=None) -> dict:
     out = {}
     for col in cols:
         vals = data.clinical[col] if col in data.clinical.columns else pd.Series(np.nan, index=data.clinical.index)
@@ -39,7 +39,8 @@ def _subgroups(data, p, cols) -> dict:
         out[col] = {}
         for level in sorted(set(keys)):
             m = keys == level
-            out[col][level] = binary_metrics(data.y[m], p[m], 0.5, n_boot=200)
+            out[col][level] = binary_metrics(data.y[m], p[m], n_boot=200,
+                                             pred_class=None if pred_class is None else pred_class[m])
     return out
 
 
@@ -83,7 +84,7 @@ def run_analysis(
     out = Path(out_dir)
     ablation, curves = {}, {}
     for name, p in cv["oof"].items():
-        ablation[name] = binary_metrics(data.y, p, 0.5)
+        ablation[name] = binary_metrics(data.y, p, pred_class=cv["pred_class"][name])
         ablation[name].update(_fold_threshold_metrics(data.y, cv["pred_class"][name]))
         curves[name] = (data.y, p)
     full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
@@ -91,7 +92,7 @@ def run_analysis(
     result = {
         "config": dataclasses.asdict(cfg), "n_patients": len(data.ids), "n_positive": int(data.y.sum()),
         "radiomics_features_per_patient": int(data.radiomics.shape[1]),
-        "ablation": ablation, "subgroups": _subgroups(data, cv["oof"][full], subgroups), "subgroup_model": full,
+        "ablation": ablation, "subgroups": _subgroups(data, cv["oof"][full], subgroups, cv["pred_class"][full]), "subgroup_model": full,
         "oracle_auc": oracle, "fused_over_oracle": (ablation[full]["auc"] / oracle) if oracle else None,
         "selected_features_per_fold": [f["selector"].selected_ for f in cv["folds"]], "errors": data.errors,
     }

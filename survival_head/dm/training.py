@@ -26,7 +26,7 @@ from survival_head.dm.data import DMData
 from survival_head.dm.metrics import youden_threshold
 from survival_head.dm.network import DMFusionNet
 from survival_head.features.clinical import DM_CATEGORICAL, DM_NUMERIC, ClinicalEncoder
-from survival_head.io.checkpoints import load_weights, save_weights
+from survival_head.io.checkpoints import load_weights, save_weights, verify_integrity, write_integrity
 from survival_head.radiomics.selection import RadiomicsSelector
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,23 @@ def head_epochs_by_inner_split(net: DMFusionNet, deep, rad, clin, y: np.ndarray,
     trial = copy.deepcopy(net)
     aucs = _fit_head(trial, pick(deep, fit), pick(rad, fit), pick(clin, fit), y[fit], cfg, cfg.head_epochs,
                      (pick(deep, val), pick(rad, val), pick(clin, val), y[val]))
-    smooth = np.convolve(aucs, np.ones(5) / 5, mode="same")  # the inner part is small: smooth over 5 epochs
-    return int(np.argmax(smooth)) + 1
+    return best_smoothed_epoch(aucs)
+
+
+def moving_average(x, window: int = 5) -> np.ndarray:
+    """Centred moving average that averages only the values present at the ends (no zero padding).
+
+    Zero-padded ``np.convolve(..., mode="same")`` pulls the first and last ``window // 2`` values towards 0,
+    which biased the chosen head epoch away from early epochs.
+    """
+    x = np.asarray(x, float)
+    k = np.ones(int(window))
+    return np.convolve(x, k, mode="same") / np.convolve(np.ones_like(x), k, mode="same")
+
+
+def best_smoothed_epoch(aucs, window: int = 5) -> int:
+    """1-based epoch with the best ``window``-epoch moving-average AUC (the inner part is small)."""
+    return int(np.argmax(moving_average(aucs, window))) + 1
 
 
 def train_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig) -> int:
@@ -226,17 +241,27 @@ class FittedDM:
                 "threshold": self.threshold, "in_channels": int(self.info.get("in_channels", 3)),
                 "selector": self.selector.to_dict(), "clinical_encoder": self.encoder.to_dict(), "info": self.info}
         write_json_atomic(model_dir / META_NAME, meta)
+        write_integrity(model_dir, [WEIGHTS_NAME, META_NAME])  # selector, encoder, threshold live in the meta
         return meta
 
     @classmethod
     def load(cls, model_dir: str | Path, sha256: str | None = None) -> "FittedDM":
-        """Rebuild from ``model_meta.json`` and verified weights (``WeightsError`` if missing/corrupt)."""
+        """Rebuild from ``model_meta.json`` and verified weights (``WeightsError`` if missing/corrupt).
+
+        ``integrity.json`` must cover both files (weights, and the meta holding selector, encoder, threshold);
+        ``sha256``, if given, additionally pins the weights file.
+        """
         from survival_head.io.checkpoints import WeightsError
 
         model_dir = Path(model_dir)
         meta_path = model_dir / META_NAME
         if not meta_path.is_file():
             raise WeightsError(f"model metadata not found: {meta_path} (train the bundle first)")
+        if sha256:
+            from survival_head.io.checkpoints import check_sha256
+
+            check_sha256(model_dir / WEIGHTS_NAME, sha256)
+        verify_integrity(model_dir, [WEIGHTS_NAME, META_NAME])
         meta = json.loads(meta_path.read_text())
         cfg = DMConfig.from_dict(meta["config"])
         sel = RadiomicsSelector.from_dict(meta["selector"])

@@ -50,7 +50,8 @@ def _sha(path: str | Path) -> str:
 
 def cache_key(params: dict, ct: str, mask: str, include_nodes: bool, ring_mm: float) -> str:
     """Hash of everything that determines a patient's features."""
-    parts = [params_digest(params), _sha(ct), _sha(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}"]
+    parts = [params_digest(params), _sha(ct), _sha(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}",
+             "ring=tissue"]  # ring definition version: ring restricted to tissue (air excluded)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

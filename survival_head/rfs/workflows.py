@@ -7,6 +7,7 @@ Artefacts in ``models_dir`` (written by :func:`train_folds`)::
     fold{k}/network.pt               FusedFeatureExtractor state dict (loaded with weights_only=True)
     fold{k}/clinical_encoder.json    ClinicalEncoder fitted on fold k's training patients only
     fold{k}/survival_model.json      PenalizedCoxRisk on the 128-d fused features
+    integrity.json                   sha256 of every file above (manifest included), checked before loading
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 
 from hnc_core.io import write_csv_atomic, write_json_atomic
 from survival_head.features.clinical import ClinicalEncoder
-from survival_head.io.checkpoints import WeightsError, load_weights, save_weights
+from survival_head.io.checkpoints import (WeightsError, load_weights, save_weights,
+                                          verify_integrity, write_integrity)
 from survival_head.rfs.clinical import DEFAULT_CLINICAL_SET, encode_fixed, make_encoder, n_clinical_for
 from survival_head.rfs.data import LoadedCohort, load_patient_images
 from survival_head.rfs.ensemble import RiskEnsemble
@@ -88,8 +90,15 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     enc = make_encoder(clinical_set).fit(data.cohort.clinical.reindex(fold["train"]))
     tr, va = (_fold_tensors(data, fold[p], enc, feats) for p in ("train", "val"))
     fit_ids, stop_ids = inner_split(fold["train"], data.outcome(fold["train"])["event"], inner_val_fraction, cfg.seed + k)
-    fit, stop = (_fold_tensors(data, fit_ids, enc, feats), _fold_tensors(data, stop_ids, enc, feats)) if stop_ids \
-        else (tr, va)
+    if stop_ids:
+        fit, stop, stopping = _fold_tensors(data, fit_ids, enc, feats), _fold_tensors(data, stop_ids, enc, feats), \
+            "inner_split"
+    else:  # recorded in the manifest: this fold's validation C is optimistic (its epoch was chosen on it)
+        fit, stop, stopping = tr, va, "outer_validation_fallback"
+        log.warning("fold %d: no inner early-stopping split possible (inner_val_fraction=%s, %d training patients, "
+                    "%d events): the best epoch is chosen on the fold's validation patients, so its validation "
+                    "C-index is optimistic", k, inner_val_fraction, len(fold["train"]),
+                    int(np.sum(data.outcome(fold["train"])["event"])))
     net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set,
                         modality_dropout=modality_dropout)
     if cfg.freeze_backbone:  # fixed backbone: standardise its outputs with the training patients' statistics
@@ -110,7 +119,8 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     info = {"fold": k, "weights": f"fold{k}/network.pt", "sha256": sha, "encoder": f"fold{k}/clinical_encoder.json",
             "survival_model": f"fold{k}/survival_model.json", "n_train": len(fold["train"]),
             "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
-            "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_}
+            "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_,
+            "early_stopping": stopping, "n_early_stopping": len(stop["time"])}
     log.info("fold %d: val C = %.3f (network %.3f, best epoch %d)", k, c_val, hist["best_val_cindex"],
              hist["best_epoch"])
     return info, r_tr, r_va
@@ -164,7 +174,13 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     }
     if _is_writer():
         write_json_atomic(models_dir / MANIFEST, manifest)
+        write_integrity(models_dir, [MANIFEST, *model_files(manifest)])
     return manifest
+
+
+def model_files(manifest: dict) -> list[str]:
+    """Every file (relative to ``models_dir``) a prediction reads besides the manifest itself."""
+    return [f[key] for f in manifest["folds"] for key in ("weights", "encoder", "survival_model")]
 
 
 def _is_writer() -> bool:
@@ -186,11 +202,15 @@ def _frozen_features(data: LoadedCohort, mode: str, seed: int, clinical_set: str
 
 
 def load_manifest(models_dir: str | Path) -> dict:
+    """The model manifest, after every artefact listed in ``integrity.json`` has been verified."""
     path = Path(models_dir) / MANIFEST
     if not path.is_file():
         raise WeightsError(f"no trained RFS model in {models_dir} ({MANIFEST} missing): run the bundle's "
                            "train.json first; refusing to predict with random weights")
-    return json.loads(path.read_text())
+    verify_integrity(models_dir, [MANIFEST])
+    manifest = json.loads(path.read_text())
+    verify_integrity(models_dir, model_files(manifest))
+    return manifest
 
 
 def load_fold(models_dir: str | Path, info: dict, manifest: dict) -> tuple:
