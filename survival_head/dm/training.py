@@ -55,6 +55,8 @@ class DMConfig:
     weight_decay: float = 1e-2
     k: int = 36
     corr_threshold: float = 0.9
+    selection: str = "stability"  # radiomics ranking: "stability" (bootstrap L1 logistic) or "rf"
+    k_by_cv: bool = True  # choose the number of radiomics features (<= k) by inner CV
     n_folds: int = 5
     seed: int = 0
     include_nodes: bool = True
@@ -281,7 +283,8 @@ def fit_fold(data: DMData, train_idx, cfg: DMConfig, modality_sets, progress=Fal
     """
     tr = data.subset(train_idx)
     torch.manual_seed(cfg.seed)
-    sel = RadiomicsSelector(cfg.corr_threshold, cfg.k, random_state=cfg.seed).fit(tr.radiomics, tr.y)
+    sel = RadiomicsSelector(cfg.corr_threshold, cfg.k, random_state=cfg.seed, method=cfg.selection,
+                            k_by_cv=cfg.k_by_cv).fit(tr.radiomics, tr.y)
     enc = ClinicalEncoder(numeric=DM_NUMERIC, categorical=DM_CATEGORICAL).fit(tr.clinical)
     r, c = torch.from_numpy(sel.transform(tr.radiomics)), torch.from_numpy(enc.transform(tr.clinical))
     in_ch = int(data.images.shape[1])

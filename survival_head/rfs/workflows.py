@@ -79,12 +79,18 @@ def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
 def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
                     feats: dict | None, clinical_set: str, dropout: float,
                     pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
-                    modality_dropout: float = 0.0) -> tuple[dict, np.ndarray, np.ndarray]:
+                    modality_dropout: float = 0.0,
+                    downstream_fit: str = "out_of_sample") -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit encoder (training rows only), network, downstream model of fold ``k``; save them.
 
     The network's best epoch is chosen on an inner part (``inner_val_fraction``) of the fold's training
     patients, never on the fold's validation patients (whose C-index must stay unbiased).
+    ``downstream_fit="out_of_sample"`` fits the ridge-Cox model (and its penalty) on the 128-d features of
+    that inner part, whose patients the network's weights never trained on; ``"in_sample"`` fits it on all
+    training patients' features (in-sample: the features of patients the network fitted are optimistic).
     """
+    if downstream_fit not in ("out_of_sample", "in_sample"):
+        raise ValueError(f"downstream_fit must be 'out_of_sample' or 'in_sample', got {downstream_fit!r}")
     from survival_head.evaluation.survival_metrics import harrell_c
 
     enc = make_encoder(clinical_set).fit(data.cohort.clinical.reindex(fold["train"]))
@@ -107,7 +113,9 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
         _pretrain_clinical_branch(net, fit, stop, cfg, dropout, clinical_set)
     net, hist = train_network(net, fit, stop, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
-    model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_tr, data.outcome(fold["train"]))
+    cox_ids = stop_ids if downstream_fit == "out_of_sample" and stop_ids else fold["train"]
+    f_cox = _fused(net, stop, cfg) if cox_ids is stop_ids else f_tr
+    model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_cox, data.outcome(cox_ids))
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
     c_val = harrell_c(data.outcome(fold["val"]), r_va)
     d = models_dir / f"fold{k}"
@@ -120,7 +128,8 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
             "survival_model": f"fold{k}/survival_model.json", "n_train": len(fold["train"]),
             "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
             "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_,
-            "early_stopping": stopping, "n_early_stopping": len(stop["time"])}
+            "early_stopping": stopping, "n_early_stopping": len(stop["time"]),
+            "downstream_fit": "out_of_sample" if cox_ids is stop_ids else "in_sample", "n_downstream": len(cox_ids)}
     log.info("fold %d: val C = %.3f (network %.3f, best epoch %d)", k, c_val, hist["best_val_cindex"],
              hist["best_epoch"])
     return info, r_tr, r_va
@@ -132,7 +141,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
                 clinical_set: str = DEFAULT_CLINICAL_SET, dropout: float = 0.3, weight_decay: float = 1e-4,
                 pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
-                modality_dropout: float = 0.0) -> dict:
+                modality_dropout: float = 0.0, downstream_fit: str = "out_of_sample") -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
@@ -141,6 +150,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ``inner_val_fraction``: part of each fold's training patients used for early stopping (0 = stop on the
     fold's validation patients, which biases the out-of-fold C-index upwards).
     ``modality_dropout``: per-sample probability of blanking one branch while training a fusion network.
+    ``downstream_fit``: ``"out_of_sample"`` (ridge-Cox on the inner part's features) or ``"in_sample"``.
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
@@ -157,7 +167,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ens, infos, oof = RiskEnsemble(), [], {}
     for k, fold in enumerate(folds):
         info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout,
-                                           pretrain_clinical, inner_val_fraction, modality_dropout)
+                                           pretrain_clinical, inner_val_fraction, modality_dropout,
+                                           downstream_fit)
         ens.add_fold(r_tr, info["val_cindex"])
         oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
         infos.append(info)
@@ -167,7 +178,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
         "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                          "freeze_backbone": freeze_backbone, "n_folds": n_folds, "dropout": dropout,
                          "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
-                         "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout},
+                         "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout,
+                         "downstream_fit": downstream_fit},
         "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
