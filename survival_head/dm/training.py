@@ -5,7 +5,8 @@ patients' crops for ``max_epochs`` epochs (BCE with ``pos_weight = n_neg / n_pos
 Stage 2 (fusion): the encoder is frozen; the fusion MLP is trained full-batch on
 [deep embedding, 36 selected radiomics, clinical vector], for a number of epochs chosen on an inner
 stratified 20 % of the training rows (``head_inner_val``; 0 = always ``head_epochs``). Selector and
-clinical encoder are fitted on the training rows only. Threshold: Youden on the training rows' predictions.
+clinical encoder are fitted on the training rows only. Fold threshold: Youden on the inner 20 %'s
+out-of-sample head predictions (in-sample training predictions only when no inner split is possible).
 """
 
 from __future__ import annotations
@@ -156,7 +157,10 @@ def _fit_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig, e
         if val is not None:
             net.eval()
             with torch.no_grad():
-                aucs.append(float(roc_auc_score(val[3], net.fuse(*val[:3]).numpy())))
+                logit = net.fuse(*val[:3]).numpy()
+            aucs.append(float(roc_auc_score(val[3], logit)))
+            if len(val) > 4:  # collect the inner part's out-of-sample probabilities per epoch
+                val[4].append(1.0 / (1.0 + np.exp(-logit.astype(float))))
     net.eval()
     return aucs
 
@@ -168,6 +172,12 @@ def head_epochs_by_inner_split(net: DMFusionNet, deep, rad, clin, y: np.ndarray,
     Full-batch training of the head on ~100 patients overfits within tens of epochs; this picks the
     stopping point from the training fold only (the fold's test patients are never seen).
     """
+    return head_epochs_and_inner_predictions(net, deep, rad, clin, y, cfg)[0]
+
+
+def head_epochs_and_inner_predictions(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig):
+    """``(epochs, y_inner, p_inner)``: the epoch choice of :func:`head_epochs_by_inner_split` and the inner
+    part's out-of-sample P(DM) at that epoch (``None`` when no inner split is possible)."""
     import copy
 
     from sklearn.model_selection import train_test_split
@@ -175,13 +185,15 @@ def head_epochs_by_inner_split(net: DMFusionNet, deep, rad, clin, y: np.ndarray,
     y = np.asarray(y).astype(int)
     idx = np.arange(len(y))
     if cfg.head_inner_val <= 0 or min(y.sum(), len(y) - y.sum()) < 4:
-        return cfg.head_epochs
+        return cfg.head_epochs, None, None
     fit, val = train_test_split(idx, test_size=cfg.head_inner_val, stratify=y, random_state=cfg.seed)
     pick = (lambda t, i: None if t is None else t[torch.as_tensor(i)])
     trial = copy.deepcopy(net)
+    probs: list[np.ndarray] = []
     aucs = _fit_head(trial, pick(deep, fit), pick(rad, fit), pick(clin, fit), y[fit], cfg, cfg.head_epochs,
-                     (pick(deep, val), pick(rad, val), pick(clin, val), y[val]))
-    return best_smoothed_epoch(aucs)
+                     (pick(deep, val), pick(rad, val), pick(clin, val), y[val], probs))
+    epochs = best_smoothed_epoch(aucs)
+    return epochs, y[val], probs[epochs - 1]
 
 
 def moving_average(x, window: int = 5) -> np.ndarray:
@@ -202,9 +214,18 @@ def best_smoothed_epoch(aucs, window: int = 5) -> int:
 
 def train_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig) -> int:
     """Stage 2: full-batch training of the fusion MLP only (encoder frozen); returns the epochs used."""
-    epochs = head_epochs_by_inner_split(net, deep, rad, clin, y, cfg)
+    return train_head_with_threshold(net, deep, rad, clin, y, cfg)[0]
+
+
+def train_head_with_threshold(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig):
+    """Stage 2 plus the fold threshold: ``(epochs, threshold, source)``. The threshold is Youden's J on the
+    inner part's out-of-sample predictions (``source="inner_out_of_sample"``); without an inner split, on
+    the training rows' in-sample predictions (``"in_sample"``, optimistic)."""
+    epochs, y_in, p_in = head_epochs_and_inner_predictions(net, deep, rad, clin, y, cfg)
     _fit_head(net, deep, rad, clin, y, cfg, epochs)
-    return epochs
+    if y_in is not None and 0 < y_in.sum() < len(y_in):
+        return epochs, youden_threshold(y_in, p_in), "inner_out_of_sample"
+    return epochs, None, "in_sample"
 
 
 @dataclass
@@ -302,10 +323,11 @@ def fit_fold(data: DMData, train_idx, cfg: DMConfig, modality_sets, progress=Fal
             net.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("head.")},
                                 strict=False)
             d = deep_tr
-        epochs = train_head(net, d, r, c, tr.y, cfg)
+        epochs, thr, source = train_head_with_threshold(net, d, r, c, tr.y, cfg)
         fitted = FittedDM(cfg, tuple(mods), net, sel, enc, info={"in_channels": in_ch, "n_train": len(tr.ids),
-                                                                 "head_epochs_used": epochs})
-        fitted.threshold = youden_threshold(tr.y, fitted.predict_proba(tr, d))
+                                                                 "head_epochs_used": epochs,
+                                                                 "fold_threshold_source": source})
+        fitted.threshold = thr if thr is not None else youden_threshold(tr.y, fitted.predict_proba(tr, d))
         out["+".join(mods)] = fitted
     return out, base
 
