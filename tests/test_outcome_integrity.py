@@ -75,3 +75,24 @@ def test_rfs_early_stopping_fallback_is_logged_and_recorded(tiny_cohort, tmp_pat
     assert "no inner early-stopping split" in caplog.text
     assert set(verify_integrity(tmp_path / "m")) >= {"manifest.json", "fold0/network.pt",
                                                      "fold0/survival_model.json", "fold1/clinical_encoder.json"}
+
+
+def test_all_radiomics_logistic_baseline_fits_on_training_rows_only():
+    """The analysis baseline ranks unseen rows by the signal and ignores test-row statistics."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from survival_head.dm.analysis import logistic_all_radiomics
+
+    rng = np.random.default_rng(0)
+    n = 160
+    y = (rng.random(n) < 0.3).astype(int)
+    X = pd.DataFrame(rng.normal(0, 1, (n, 300)), columns=[f"ring__original_glcm_F{i}" for i in range(300)])
+    X["tumour__original_shape_VoxelVolume"] = y + rng.normal(0, 1, n)
+    X.iloc[3, 5] = np.nan
+    p = logistic_all_radiomics(X.iloc[:100], y[:100], X.iloc[100:])
+    assert p.shape == (60,) and np.isfinite(p).all()
+    assert roc_auc_score(y[100:], p) > 0.65
+    shifted = X.iloc[100:] + 0.0
+    shifted.iloc[:, :300] += 5.0  # test rows' own statistics must not be used (no re-standardisation)
+    assert not np.allclose(logistic_all_radiomics(X.iloc[:100], y[:100], shifted), p)

@@ -64,8 +64,10 @@ def logistic_all_radiomics(train_rad: pd.DataFrame, y_train: np.ndarray, test_ra
     std = np.nanstd(A, axis=0) > 1e-12
     cols = keep_cols[std]
     n_splits = int(min(3, np.bincount(np.asarray(y_train, int), minlength=2).min()))
+    if n_splits < 2:
+        raise ValueError("the logistic baseline needs >= 2 patients of each class in the training rows")
     model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
-                          LogisticRegressionCV(Cs=np.logspace(-4, 0, 9), cv=max(n_splits, 2), scoring="roc_auc",
+                          LogisticRegressionCV(Cs=np.logspace(-4, 0, 9), cv=n_splits, scoring="roc_auc",
                                                class_weight="balanced", max_iter=2000, random_state=seed))
     clean = lambda df: df[cols].astype(float).where(np.isfinite(df[cols].astype(float)))  # noqa: E731
     model.fit(clean(train_rad), np.asarray(y_train, int))
@@ -85,9 +87,13 @@ def _baseline_oof(data, folds, seed: int) -> tuple[np.ndarray, np.ndarray]:
         tr, te = [pos[i] for i in f["train_ids"]], [pos[i] for i in f["test_ids"]]
         rad_tr, y_tr = data.radiomics.iloc[tr], data.y[tr]
         p[te] = logistic_all_radiomics(rad_tr, y_tr, data.radiomics.iloc[te], seed)
-        inner = np.full(len(tr), np.nan)  # out-of-sample predictions of the training rows for the threshold
-        for a, b in StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(tr)), y_tr):
-            inner[b] = logistic_all_radiomics(rad_tr.iloc[a], y_tr[a], rad_tr.iloc[b], seed)
+        n_inner = int(min(3, np.bincount(y_tr, minlength=2).min()))
+        if n_inner >= 2:  # out-of-sample predictions of the training rows for the threshold
+            inner = np.full(len(tr), np.nan)
+            for a, b in StratifiedKFold(n_inner, shuffle=True, random_state=seed).split(np.zeros(len(tr)), y_tr):
+                inner[b] = logistic_all_radiomics(rad_tr.iloc[a], y_tr[a], rad_tr.iloc[b], seed)
+        else:  # too few of one class: in-sample threshold
+            inner = logistic_all_radiomics(rad_tr, y_tr, rad_tr, seed)
         cls[te] = (p[te] >= youden_threshold(y_tr, inner)).astype(int)
     return p, cls
 
@@ -140,6 +146,7 @@ def run_analysis(
     if baseline:
         p_b, cls_b = _baseline_oof(data, cv["folds"], cfg.seed)
         ablation[BASELINE] = binary_metrics(data.y, p_b, pred_class=cls_b)
+        ablation[BASELINE].update(_fold_threshold_metrics(data.y, cls_b))
         curves[BASELINE] = (data.y, p_b)
         cv["oof"][BASELINE] = p_b
     full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
