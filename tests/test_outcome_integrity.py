@@ -88,7 +88,8 @@ def test_all_radiomics_logistic_baseline_fits_on_training_rows_only():
     n = 160
     y = (rng.random(n) < 0.3).astype(int)
     X = pd.DataFrame(rng.normal(0, 1, (n, 300)), columns=[f"ring__original_glcm_F{i}" for i in range(300)])
-    X["tumour__original_shape_VoxelVolume"] = y + rng.normal(0, 1, n)
+    for i in range(5):
+        X[f"tumour__original_shape_S{i}"] = 1.5 * y + rng.normal(0, 1, n)
     X.iloc[3, 5] = np.nan
     p = logistic_all_radiomics(X.iloc[:100], y[:100], X.iloc[100:])
     assert p.shape == (60,) and np.isfinite(p).all()
