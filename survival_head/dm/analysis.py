@@ -64,11 +64,14 @@ def logistic_all_radiomics(train_rad: pd.DataFrame, y_train: np.ndarray, test_ra
     std = np.nanstd(A, axis=0) > 1e-12
     cols = keep_cols[std]
     n_splits = int(min(3, np.bincount(np.asarray(y_train, int), minlength=2).min()))
-    if n_splits < 2:
-        raise ValueError("the logistic baseline needs >= 2 patients of each class in the training rows")
-    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
-                          LogisticRegressionCV(Cs=np.logspace(-4, 0, 9), cv=n_splits, scoring="roc_auc",
-                                               class_weight="balanced", max_iter=2000, random_state=seed))
+    if n_splits >= 2:
+        clf = LogisticRegressionCV(Cs=np.logspace(-4, 0, 9), cv=n_splits, scoring="roc_auc",
+                                   class_weight="balanced", max_iter=2000, random_state=seed)
+    else:  # too few of one class for an inner CV (tiny cohorts): a fixed, strong penalty
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=0.01, class_weight="balanced", max_iter=2000)
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), clf)
     clean = lambda df: df[cols].astype(float).where(np.isfinite(df[cols].astype(float)))  # noqa: E731
     model.fit(clean(train_rad), np.asarray(y_train, int))
     return model.predict_proba(clean(test_rad))[:, 1]
