@@ -137,9 +137,22 @@ def true_log_hazard(latent: pd.DataFrame) -> np.ndarray:
     return sum(b * x[k].to_numpy() for k, b in TRUTH_MODEL["rfs"]["beta"].items())
 
 
-def true_dm_probability(latent: pd.DataFrame) -> np.ndarray:
-    """P(DM) = sigmoid(alpha0 + sum_k alpha_k x_k), shape (n_patients,)."""
+# Which image property carries the DM model's "peritumoral_texture" term (same coefficient, same
+# standardisation; the RFS truth is unchanged). "peritumoral_texture": the default (ring texture amplitude);
+# "tumour_shape": a separate latent U(0, 1) sets the tumour's surface roughness (shape features);
+# "tumour_heterogeneity": it sets the intra-tumour CT/PET heterogeneity (first-order / texture of the GTV).
+DM_SIGNALS = ("peritumoral_texture", "tumour_shape", "tumour_heterogeneity")
+
+
+def true_dm_probability(latent: pd.DataFrame, dm_signal: str = "peritumoral_texture") -> np.ndarray:
+    """P(DM) = sigmoid(alpha0 + sum_k alpha_k x_k), shape (n_patients,).
+
+    With ``dm_signal`` other than the default, the texture term is the latent ``dm_latent`` instead.
+    """
     x = truth_features(latent)
+    if dm_signal != "peritumoral_texture":
+        st = TRUTH_MODEL["standardise"]["peritumoral_texture"]
+        x["peritumoral_texture"] = (latent["dm_latent"].to_numpy(float) - st["mean"]) / st["sd"]
     dm = TRUTH_MODEL["dm"]
     logit = dm["intercept"] + sum(a * x[k].to_numpy() for k, a in dm["alpha"].items())
     return 1.0 / (1.0 + np.exp(-logit))
@@ -190,7 +203,15 @@ def _irregular_ball(X, Y, Z, centre, radius, rng, roughness=0.18) -> np.ndarray:
     return r <= mod
 
 
-def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generator):
+# Primary-tumour site options: z range (mm, patient frame: brain centre at z = 78, mandible at z = 2) of the
+# primary's centre. Nodes are drawn 30 mm below to 8 mm above the primary. "oropharynx" is the default
+# (and the original) draw; "low_neck" puts laryngeal/hypopharyngeal primaries and their level-III/IV nodes
+# 160-180 mm below the brain centre (needs the "full" grid: the small one ends at z ~ -72).
+PRIMARY_SITES = {"oropharynx": (-8.0, 12.0), "low_neck": (-100.0, -80.0)}
+
+
+def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generator,
+                         primary_site: str = "oropharynx", dm_signal: str = "peritumoral_texture"):
     """Return (ct HU int16, pet SUV float32, label uint8) arrays in (z, y, x) order, geometry, volume."""
     import SimpleITK as sitk
 
@@ -220,12 +241,14 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
 
     # Tumour and nodes: drawn inside bounding boxes so that full-size grids stay fast.
     coords = (x, y, z)
-    t_centre = (rng.uniform(-12, 12), rng.uniform(-24, -4), rng.uniform(-8, 12))
+    t_centre = (rng.uniform(-12, 12), rng.uniform(-24, -4), rng.uniform(*PRIMARY_SITES[primary_site]))
     r_eq = (3 * lat["target_volume_ml"] * 1000 / (4 * np.pi)) ** (1 / 3)
     tbox = _box(coords, t_centre, 1.6 * r_eq + 14.0)  # lesion + 8 mm ring + margin
     tsub = tuple(c[b] for c, b in zip(coords, _axes_slices(tbox)))
     tumour = np.zeros(shape, bool)
-    tumour[tbox] = _irregular_ball(*tsub, t_centre, r_eq, rng) & body[tbox]
+    rough = 0.05 + 0.45 * float(lat["dm_latent"]) if dm_signal == "tumour_shape" else 0.18
+    hetero = float(lat["dm_latent"]) if dm_signal == "tumour_heterogeneity" else None
+    tumour[tbox] = _irregular_ball(*tsub, t_centre, r_eq, rng, roughness=rough) & body[tbox]
     nodes = np.zeros(shape, bool)
     for k in range(int(lat["n_nodes"])):
         side = 1 if k % 2 == 0 else -1
@@ -252,7 +275,8 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
     ct[brain] = 35.0
     ct[nodes] = 45.0
     t_in = tumour[tbox]
-    ct[tbox][t_in] = (62.0 + 12.0 * _smooth_noise(tb_shape, (0.5, 1.5, 1.5), rng))[t_in]
+    ct_sd = 12.0 if hetero is None else 4.0 + 44.0 * hetero
+    ct[tbox][t_in] = (62.0 + ct_sd * _smooth_noise(tb_shape, (0.5, 1.5, 1.5), rng))[t_in]
     ct[tbox] += ring_w * (130.0 * lat["peritumoral_texture"]) * _smooth_noise(tb_shape, (0.4, 0.8, 0.8), rng)
     ct = ndimage.gaussian_filter(ct, (0.3, 0.6, 0.6))
     ct += rng.normal(0, rng.uniform(8, 16), shape).astype(np.float32)
@@ -265,7 +289,8 @@ def _draw_patient_images(lat: pd.Series, grid: GridSpec, rng: np.random.Generato
     suv[brain] = rng.uniform(7.0, 10.0)
     suv[nodes] = rng.uniform(3.0, 8.0)
     prof = 0.55 + 0.45 * np.clip(tdist / max(tdist.max(), 1e-3), 0, 1)
-    suv[tbox][t_in] = (lat["suv_peak"] * prof * (1 + 0.08 * _smooth_noise(tb_shape, 1.0, rng)))[t_in]
+    pet_sd = 0.08 if hetero is None else 0.02 + 0.30 * hetero
+    suv[tbox][t_in] = (lat["suv_peak"] * prof * (1 + pet_sd * _smooth_noise(tb_shape, 1.0, rng)))[t_in]
     fwhm = 6.0
     sig = fwhm / 2.355
     suv = ndimage.gaussian_filter(suv, (sig / sz, sig / sy, sig / sx))
@@ -309,15 +334,26 @@ def generate_cohort(
     seed: int = 0,
     size: str = "small",
     progress: bool = True,
+    primary_site: str = "oropharynx",
+    dm_signal: str = "peritumoral_texture",
 ) -> pd.DataFrame:
     """Write a synthetic HECKTOR-layout cohort to ``out_dir`` and return its ground-truth table.
 
     Deterministic for a given (n, seed, size). Writes the patient folders, the clinical CSV
     (``HECKTOR_2025_Training_Task_2.csv`` plus a ``DistantMetastasis`` column),
     ``ground_truth.csv`` and ``ground_truth_model.json``.
+    ``primary_site``: one of :data:`PRIMARY_SITES` (default ``"oropharynx"``: the original draw).
+    ``dm_signal``: one of :data:`DM_SIGNALS` (default: the original peritumoral texture); other values
+    move the DM signal into another feature family (shape, or intra-tumour heterogeneity).
     """
+    if dm_signal not in DM_SIGNALS:
+        raise ValueError(f"dm_signal must be one of {DM_SIGNALS}, got {dm_signal!r}")
     if size not in GRIDS:
         raise ValueError(f"size must be one of {sorted(GRIDS)}, got {size!r}")
+    if primary_site not in PRIMARY_SITES:
+        raise ValueError(f"primary_site must be one of {sorted(PRIMARY_SITES)}, got {primary_site!r}")
+    if primary_site == "low_neck" and size != "full":
+        raise ValueError("primary_site='low_neck' needs size='full' (the small grid ends above the low neck)")
     if n < 1:
         raise ValueError("n must be >= 1")
     out = Path(out_dir)
@@ -325,6 +361,7 @@ def generate_cohort(
     grid = GRIDS[size]
     rng = np.random.default_rng(seed)
     lat = _draw_patients(n, rng)
+    lat["dm_latent"] = np.random.default_rng([seed, 30_000]).random(n)  # own stream: default draws unchanged
     counters: dict[str, int] = {}
     ids = []
     for c in lat["center"]:
@@ -342,7 +379,7 @@ def generate_cohort(
     for i in it:
         pid = ids[i]
         prng = np.random.default_rng([seed, i, 7])
-        ct, pet, lab, vol = _draw_patient_images(lat.iloc[i], grid, prng)
+        ct, pet, lab, vol = _draw_patient_images(lat.iloc[i], grid, prng, primary_site, dm_signal)
         folder = out / pid
         write_image_atomic(ct, folder / f"{pid}{schema.CT_SUFFIX}")
         write_image_atomic(pet, folder / f"{pid}{schema.PET_SUFFIX}")
@@ -351,7 +388,7 @@ def generate_cohort(
     lat["tumour_volume_ml"] = volumes  # what the label actually holds drives the truth model
 
     eta = true_log_hazard(lat)
-    p_dm = true_dm_probability(lat)
+    p_dm = true_dm_probability(lat, dm_signal)
     orng = np.random.default_rng([seed, 10_000])
     u = orng.uniform(1e-12, 1.0, n)
     t_event = event_times(eta, u)
@@ -385,13 +422,15 @@ def generate_cohort(
             clinical[col] = clinical[col].astype(object).where(mrng.random(n) >= p, None)
     write_csv_atomic(clinical, out / schema.CLINICAL_CSV_NAME)
 
-    truth = lat.drop(columns=["center", "target_volume_ml"]).assign(
+    drop = ["center", "target_volume_ml"] + (["dm_latent"] if dm_signal == "peritumoral_texture" else [])
+    truth = lat.drop(columns=drop).assign(
         true_log_hazard=eta, true_dm_probability=p_dm, u_event=u, event_time_days=t_event,
         censor_time_days=t_cens, u_dm=u_dm,
     )
     write_csv_atomic(truth, out / schema.GROUND_TRUTH_CSV_NAME, float_format="%.10g")
     write_json_atomic(out / schema.GROUND_TRUTH_MODEL_NAME,
-                      {"generator": "hnc_core.synth", "n": n, "seed": seed, "size": size, **TRUTH_MODEL})
+                      {"generator": "hnc_core.synth", "n": n, "seed": seed, "size": size,
+                       "primary_site": primary_site, "dm_signal": dm_signal, **TRUTH_MODEL})
     return truth
 
 

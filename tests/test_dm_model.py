@@ -157,3 +157,30 @@ def test_one_cv_serves_training_and_analysis(tmp_path_factory, tmp_path):
     res = write_analysis(root, data, both, cfg, tmp_path)
     assert list(res["ablation"]) == ["radiomics", "clinical", "radiomics+clinical"]  # ALL_SETS order
     assert json.loads((tmp_path / "analysis.json").read_text())["subgroup_model"] == "radiomics+clinical"
+def test_ring_excludes_airway_air():
+    """The body mask fills the airway; the ring must still hold tissue only (failed before: ring had air)."""
+    from survival_head.dm.regions import body_mask
+
+    ct = np.full((10, 60, 60), -1000.0, np.float32)
+    yy, xx = np.mgrid[:60, :60]
+    ct[:, (yy - 30) ** 2 + (xx - 30) ** 2 <= 25 ** 2] = 40.0
+    airway = (yy - 30) ** 2 + (xx - 22) ** 2 <= 4 ** 2
+    ct[:, airway] = -950.0  # air column next to the tumour, closed in-plane: filled into the body
+    tumour = np.zeros(ct.shape, bool)
+    tumour[3:7, 26:34, 28:36] = True
+    body = body_mask(ct)
+    assert body[5][airway].all()  # the filled body does contain the airway
+    ring = peritumoral_ring(tumour, body, (1.0, 1.0, 3.0), 8.0, ct=ct)
+    assert ring.any() and (ct[ring] > -500).all()
+    assert (peritumoral_ring(tumour, body, (1.0, 1.0, 3.0), 8.0) & (ct < -500)).any()  # without ct: air in ring
+
+
+def test_head_epoch_smoothing_has_no_edge_bias():
+    """A validation curve that peaks at epoch 1 and decays picks epoch 1 (zero-padded smoothing picked 3)."""
+    from survival_head.dm.training import best_smoothed_epoch, moving_average
+
+    aucs = np.linspace(0.80, 0.60, 40)
+    assert best_smoothed_epoch(aucs) == 1
+    zero_padded = int(np.argmax(np.convolve(aucs, np.ones(5) / 5, mode="same"))) + 1
+    assert zero_padded == 3  # the old rule
+    assert np.allclose(moving_average(np.full(7, 0.7)), 0.7)  # constant stays constant at the edges

@@ -153,6 +153,12 @@ def test_missing_or_tampered_weights_are_clear_errors(trained, rfs_cohort, tmp_p
     torch.save(sd, models / "fold0" / "network.pt")
     with pytest.raises(WeightsError, match="checksum"):
         predict(rfs_cohort, models, tmp_path / "o", progress=False)
+    shutil.copy(trained["models"] / "fold0" / "network.pt", models / "fold0" / "network.pt")
+    sm = json.loads((models / "fold1" / "survival_model.json").read_text())
+    sm["coef"] = [-c for c in sm["coef"]]  # a negated risk: only the integrity manifest can catch it
+    (models / "fold1" / "survival_model.json").write_text(json.dumps(sm))
+    with pytest.raises(WeightsError, match="checksum mismatch.*survival_model"):
+        predict(rfs_cohort, models, tmp_path / "o", progress=False)
 
 
 def _raw_clinical(data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import SimpleITK as sitk
 
 from hnc_core import schema
@@ -88,3 +89,15 @@ def test_oracle_is_informative_on_a_larger_cohort(tmp_path):
     assert roc_auc_score(clin[schema.DM], truth.true_dm_probability) > 0.65
     missing = clin[[schema.HPV, schema.TOBACCO]].isna().mean()
     assert (missing > 0).all()  # realistic missingness
+
+
+def test_dm_signal_option_moves_the_dm_term_and_stays_reproducible(tmp_path):
+    """dm_signal="tumour_shape": the DM truth uses the roughness latent (recorded), default coefficients."""
+    truth = generate_cohort(tmp_path / "shape", n=4, seed=2, progress=False, dm_signal="tumour_shape")
+    assert "dm_latent" in truth.columns
+    np.testing.assert_allclose(true_dm_probability(truth, "tumour_shape"), truth.true_dm_probability, rtol=1e-8)
+    assert not np.allclose(true_dm_probability(truth), truth.true_dm_probability)  # not the texture term
+    default = generate_cohort(tmp_path / "default", n=4, seed=2, progress=False)
+    assert "dm_latent" not in default.columns
+    with pytest.raises(ValueError, match="dm_signal"):
+        generate_cohort(tmp_path / "bad", n=1, progress=False, dm_signal="nope")

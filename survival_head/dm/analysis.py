@@ -33,7 +33,7 @@ ALL_SETS = [c for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
 DEFAULT_SUBGROUPS = (schema.HPV, schema.CENTER)
 
 
-def _subgroups(data, p, cols) -> dict:
+def _subgroups(data, p, cols, pred_class=None) -> dict:
     out = {}
     for col in cols:
         vals = data.clinical[col] if col in data.clinical.columns else pd.Series(np.nan, index=data.clinical.index)
@@ -42,8 +42,66 @@ def _subgroups(data, p, cols) -> dict:
         out[col] = {}
         for level in sorted(set(keys)):
             m = keys == level
-            out[col][level] = binary_metrics(data.y[m], p[m], 0.5, n_boot=200)
+            out[col][level] = binary_metrics(data.y[m], p[m], n_boot=200,
+                                             pred_class=None if pred_class is None else pred_class[m])
     return out
+
+
+BASELINE = "baseline:logistic_all_radiomics"
+
+
+def logistic_all_radiomics(train_rad: pd.DataFrame, y_train: np.ndarray, test_rad: pd.DataFrame,
+                           seed: int = 0) -> np.ndarray:
+    """Baseline: L2-penalised logistic regression on ALL radiomics columns (no selection), penalty chosen by
+    an inner 3-fold CV of the AUC; median imputation and standardisation fitted on the training rows.
+    Returns P(DM) for ``test_rad`` (n_test,)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    A = train_rad.to_numpy(float)
+    keep = np.isfinite(A).mean(0) > 0.5
+    A = np.where(np.isfinite(A), A, np.nan)[:, keep]
+    keep_cols = train_rad.columns[keep]
+    std = np.nanstd(A, axis=0) > 1e-12
+    cols = keep_cols[std]
+    n_splits = int(min(3, np.bincount(np.asarray(y_train, int), minlength=2).min()))
+    if n_splits >= 2:
+        clf = LogisticRegressionCV(Cs=np.logspace(-4, 0, 9), cv=n_splits, scoring="roc_auc",
+                                   class_weight="balanced", max_iter=2000, random_state=seed)
+    else:  # too few of one class for an inner CV (tiny cohorts): a fixed, strong penalty
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=0.01, class_weight="balanced", max_iter=2000)
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), clf)
+    clean = lambda df: df[cols].astype(float).where(np.isfinite(df[cols].astype(float)))  # noqa: E731
+    model.fit(clean(train_rad), np.asarray(y_train, int))
+    return model.predict_proba(clean(test_rad))[:, 1]
+
+
+def _baseline_oof(data, folds, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold P(DM) of :func:`logistic_all_radiomics` on the same folds, and classes at each training
+    fold's Youden threshold (on out-of-sample inner-CV predictions of the training rows)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from survival_head.dm.metrics import youden_threshold
+
+    pos = {pid: i for i, pid in enumerate(data.ids)}
+    p, cls = np.full(len(data.ids), np.nan), np.zeros(len(data.ids), int)
+    for f in folds:
+        tr, te = [pos[i] for i in f["train_ids"]], [pos[i] for i in f["test_ids"]]
+        rad_tr, y_tr = data.radiomics.iloc[tr], data.y[tr]
+        p[te] = logistic_all_radiomics(rad_tr, y_tr, data.radiomics.iloc[te], seed)
+        n_inner = int(min(3, np.bincount(y_tr, minlength=2).min()))
+        if n_inner >= 2:  # out-of-sample predictions of the training rows for the threshold
+            inner = np.full(len(tr), np.nan)
+            for a, b in StratifiedKFold(n_inner, shuffle=True, random_state=seed).split(np.zeros(len(tr)), y_tr):
+                inner[b] = logistic_all_radiomics(rad_tr.iloc[a], y_tr[a], rad_tr.iloc[b], seed)
+        else:  # too few of one class: in-sample threshold
+            inner = logistic_all_radiomics(rad_tr, y_tr, rad_tr, seed)
+        cls[te] = (p[te] >= youden_threshold(y_tr, inner)).astype(int)
+    return p, cls
 
 
 def _oracle(cohort_dir, ids) -> float | None:
@@ -73,9 +131,11 @@ def run_analysis(
     scheduler: str | None = None,
     progress: bool = True,
     device: str = "cpu",
+    baseline: bool = True,
     **config,
 ) -> dict:
-    """Cross-validate every modality subset; write ``analysis.json``, ``ablation.csv``, ``oof_predictions.csv``,
+    """Cross-validate every modality subset (plus, with ``baseline``, a penalised logistic model on all
+    radiomics on the same folds); write ``analysis.json``, ``ablation.csv``, ``oof_predictions.csv``,
     ``roc_ablation.png``. Returns the analysis dict (``ablation``, ``subgroups``, ``oracle_auc``, ``config``)."""
     from survival_head.radiomics.extract import load_params
 
@@ -83,11 +143,11 @@ def run_analysis(
     params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
     data = load_for_config(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
     cv = cross_validate(data, cfg, [tuple(m) for m in modality_sets], progress, device)
-    return write_analysis(cohort_dir, data, cv, cfg, out_dir, subgroups)
+    return write_analysis(cohort_dir, data, cv, cfg, out_dir, subgroups, baseline)
 
 
 def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig, out_dir: str | Path,
-                   subgroups=DEFAULT_SUBGROUPS) -> dict:
+                   subgroups=DEFAULT_SUBGROUPS, baseline: bool = True) -> dict:
     """Ablation table, subgroup metrics and ROC from one :func:`cross_validate` result ``cv`` (any modality
     sets; rows in the order of :data:`ALL_SETS`); writes the files of :func:`run_analysis` and returns its dict."""
     order = ["+".join(m) for m in ALL_SETS]
@@ -96,15 +156,21 @@ def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig
     ablation, curves = {}, {}
     for name in names:
         p = cv["oof"][name]
-        ablation[name] = binary_metrics(data.y, p, 0.5)
+        ablation[name] = binary_metrics(data.y, p, pred_class=cv["pred_class"][name])
         ablation[name].update(fold_threshold_metrics(data.y, cv["pred_class"][name]))
         curves[name] = (data.y, p)
+    if baseline:
+        p_b, cls_b = _baseline_oof(data, cv["folds"], cfg.seed)
+        ablation[BASELINE] = binary_metrics(data.y, p_b, pred_class=cls_b)
+        ablation[BASELINE].update(fold_threshold_metrics(data.y, cls_b))
+        curves[BASELINE] = (data.y, p_b)
+        cv["oof"][BASELINE] = p_b
     full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
     oracle = _oracle(cohort_dir, data.ids)
     result = {
         "config": dataclasses.asdict(cfg), "n_patients": len(data.ids), "n_positive": int(data.y.sum()),
         "radiomics_features_per_patient": int(data.radiomics.shape[1]),
-        "ablation": ablation, "subgroups": _subgroups(data, cv["oof"][full], subgroups), "subgroup_model": full,
+        "ablation": ablation, "subgroups": _subgroups(data, cv["oof"][full], subgroups, cv["pred_class"][full]), "subgroup_model": full,
         "oracle_auc": oracle, "fused_over_oracle": (ablation[full]["auc"] / oracle) if oracle else None,
         "selected_features_per_fold": [f["selector"].selected_ for f in cv["folds"]], "errors": data.errors,
     }

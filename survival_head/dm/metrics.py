@@ -27,21 +27,32 @@ def _auc(y, p) -> float:
     return float(roc_auc_score(y, p))
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
-    """AUC (95% bootstrap CI), accuracy, sensitivity, specificity at ``threshold``; counts."""
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
+                   pred_class: np.ndarray | None = None) -> dict:
+    """AUC (95% bootstrap CI), accuracy, sensitivity, specificity; counts.
+
+    Classes are ``p >= threshold``, unless ``pred_class`` is given: the classes already predicted at each
+    cross-validation fold's own training-fold Youden threshold (``threshold`` is then reported as
+    ``"training_fold_youden"``; the 0.5-threshold numbers are kept under ``"at_0.5"`` for reference).
+    """
     y = np.asarray(y).astype(int)
     p = np.asarray(p, float)
-    pred = (p >= threshold).astype(int)
     auc, lo, hi = bootstrap_ci(_auc, y, p, n_boot=n_boot, seed=seed) if len(np.unique(y)) == 2 else (
         float("nan"), float("nan"), float("nan"))
+    out = {"n": int(len(y)), "n_positive": int((y == 1).sum()), "auc": auc, "auc_ci95": [lo, hi]}
+    if pred_class is None:
+        out.update(_class_metrics(y, (p >= threshold).astype(int)), threshold=float(threshold))
+    else:
+        out.update(_class_metrics(y, np.asarray(pred_class).astype(int)), threshold="training_fold_youden",
+                   **{"at_0.5": _class_metrics(y, (p >= 0.5).astype(int))})
+    return out
+
+
+def _class_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     pos, neg = y == 1, y == 0
-    return {
-        "n": int(len(y)), "n_positive": int(pos.sum()), "auc": auc, "auc_ci95": [lo, hi],
-        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-        "sensitivity": float(pred[pos].mean()) if pos.any() else float("nan"),
-        "specificity": float(1 - pred[neg].mean()) if neg.any() else float("nan"),
-        "threshold": float(threshold),
-    }
+    return {"accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+            "sensitivity": float(pred[pos].mean()) if pos.any() else float("nan"),
+            "specificity": float(1 - pred[neg].mean()) if neg.any() else float("nan")}
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "DM ROC") -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 BODY_HU = -500.0  # body = CT > -500 HU, largest component, holes filled
+TISSUE_HU = -500.0  # ring voxels must be tissue: airway / sinus air (filled into the body) is excluded
 
 
 class RegionError(ValueError):
@@ -70,8 +71,11 @@ def tumour_from_label(label: np.ndarray, include_nodes: bool = True) -> np.ndarr
     return (label == 1) | (label == 2) if include_nodes else label == 1
 
 
-def peritumoral_ring(tumour: np.ndarray, body: np.ndarray, spacing_xyz, width_mm: float) -> np.ndarray:
-    """Voxels outside ``tumour`` within ``width_mm`` (Euclidean, mm) of it, inside ``body``."""
+def peritumoral_ring(tumour: np.ndarray, body: np.ndarray, spacing_xyz, width_mm: float,
+                     ct: np.ndarray | None = None, tissue_hu: float = TISSUE_HU) -> np.ndarray:
+    """Voxels outside ``tumour`` within ``width_mm`` (Euclidean, mm) of it, inside ``body``, and (when
+    ``ct`` (z, y, x) HU is given) tissue, i.e. ``ct > tissue_hu``: the body mask has its holes filled, so
+    without this the ring of an oro-/hypopharyngeal tumour would include the airway's air."""
     if width_mm <= 0:
         raise ValueError(f"ring width must be > 0 mm, got {width_mm}")
     if not tumour.any():
@@ -86,7 +90,10 @@ def peritumoral_ring(tumour: np.ndarray, body: np.ndarray, spacing_xyz, width_mm
     dist = ndimage.distance_transform_edt(~tumour[box], sampling=sampling)
     ring = np.zeros_like(tumour)
     ring[box] = (dist > 0) & (dist <= width_mm)
-    return ring & body
+    ring &= body
+    if ct is not None:
+        ring &= ct > tissue_hu
+    return ring
 
 
 def mask_file(patient_id: str, label_path: Path | None, mask_dir: str | Path | None) -> Path:
@@ -141,7 +148,7 @@ def load_regions(
         kind = "GTVp or GTVn" if include_nodes else "GTVp"
         raise RegionError(f"[{patient_id}] {mask_path}: mask holds no {kind} voxels")
     body = body_mask(ct)
-    ring = peritumoral_ring(tumour, body, ct_img.GetSpacing(), ring_mm)
+    ring = peritumoral_ring(tumour, body, ct_img.GetSpacing(), ring_mm, ct=ct)
     organs = {}
     for name, folder in (organ_mask_dirs or {}).items():
         p = Path(folder) / f"{patient_id}.nii.gz"

@@ -5,7 +5,8 @@ patients' crops for ``max_epochs`` epochs (BCE with ``pos_weight = n_neg / n_pos
 Stage 2 (fusion): the encoder is frozen; the fusion MLP is trained full-batch on
 [deep embedding, 36 selected radiomics, clinical vector], for a number of epochs chosen on an inner
 stratified 20 % of the training rows (``head_inner_val``; 0 = always ``head_epochs``). Selector and
-clinical encoder are fitted on the training rows only. Threshold: Youden on the training rows' predictions.
+clinical encoder are fitted on the training rows only. Fold threshold: Youden on the inner 20 %'s
+out-of-sample head predictions (in-sample training predictions only when no inner split is possible).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from survival_head.dm.data import DMData
 from survival_head.dm.metrics import youden_threshold
 from survival_head.dm.network import DMFusionNet
 from survival_head.features.clinical import DM_CATEGORICAL, DM_NUMERIC, ClinicalEncoder
-from survival_head.io.checkpoints import load_weights, save_weights
+from survival_head.io.checkpoints import load_weights, save_weights, verify_integrity, write_integrity
 from survival_head.radiomics.selection import RadiomicsSelector
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class DMConfig:
     weight_decay: float = 1e-2
     k: int = 36
     corr_threshold: float = 0.9
+    selection: str = "stability"  # radiomics ranking: "stability" (bootstrap L1 logistic) or "rf"
+    k_by_cv: bool = True  # choose the number of radiomics features (<= k) by inner CV
     n_folds: int = 5
     seed: int = 0
     include_nodes: bool = True
@@ -159,7 +162,10 @@ def _fit_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig, e
         if val is not None:
             net.eval()
             with torch.no_grad():
-                aucs.append(float(roc_auc_score(val[3], net.fuse(*val[:3]).numpy())))
+                logit = net.fuse(*val[:3]).numpy()
+            aucs.append(float(roc_auc_score(val[3], logit)))
+            if len(val) > 4:  # collect the inner part's out-of-sample probabilities per epoch
+                val[4].append(1.0 / (1.0 + np.exp(-logit.astype(float))))
     net.eval()
     return aucs
 
@@ -171,6 +177,12 @@ def head_epochs_by_inner_split(net: DMFusionNet, deep, rad, clin, y: np.ndarray,
     Full-batch training of the head on ~100 patients overfits within tens of epochs; this picks the
     stopping point from the training fold only (the fold's test patients are never seen).
     """
+    return head_epochs_and_inner_predictions(net, deep, rad, clin, y, cfg)[0]
+
+
+def head_epochs_and_inner_predictions(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig):
+    """``(epochs, y_inner, p_inner)``: the epoch choice of :func:`head_epochs_by_inner_split` and the inner
+    part's out-of-sample P(DM) at that epoch (``None`` when no inner split is possible)."""
     import copy
 
     from sklearn.model_selection import train_test_split
@@ -178,21 +190,47 @@ def head_epochs_by_inner_split(net: DMFusionNet, deep, rad, clin, y: np.ndarray,
     y = np.asarray(y).astype(int)
     idx = np.arange(len(y))
     if cfg.head_inner_val <= 0 or min(y.sum(), len(y) - y.sum()) < 4:
-        return cfg.head_epochs
+        return cfg.head_epochs, None, None
     fit, val = train_test_split(idx, test_size=cfg.head_inner_val, stratify=y, random_state=cfg.seed)
     pick = (lambda t, i: None if t is None else t[torch.as_tensor(i)])
     trial = copy.deepcopy(net)
+    probs: list[np.ndarray] = []
     aucs = _fit_head(trial, pick(deep, fit), pick(rad, fit), pick(clin, fit), y[fit], cfg, cfg.head_epochs,
-                     (pick(deep, val), pick(rad, val), pick(clin, val), y[val]))
-    smooth = np.convolve(aucs, np.ones(5) / 5, mode="same")  # the inner part is small: smooth over 5 epochs
-    return int(np.argmax(smooth)) + 1
+                     (pick(deep, val), pick(rad, val), pick(clin, val), y[val], probs))
+    epochs = best_smoothed_epoch(aucs)
+    return epochs, y[val], probs[epochs - 1]
+
+
+def moving_average(x, window: int = 5) -> np.ndarray:
+    """Centred moving average that averages only the values present at the ends (no zero padding).
+
+    Zero-padded ``np.convolve(..., mode="same")`` pulls the first and last ``window // 2`` values towards 0,
+    which biased the chosen head epoch away from early epochs.
+    """
+    x = np.asarray(x, float)
+    k = np.ones(int(window))
+    return np.convolve(x, k, mode="same") / np.convolve(np.ones_like(x), k, mode="same")
+
+
+def best_smoothed_epoch(aucs, window: int = 5) -> int:
+    """1-based epoch with the best ``window``-epoch moving-average AUC (the inner part is small)."""
+    return int(np.argmax(moving_average(aucs, window))) + 1
 
 
 def train_head(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig) -> int:
     """Stage 2: full-batch training of the fusion MLP only (encoder frozen); returns the epochs used."""
-    epochs = head_epochs_by_inner_split(net, deep, rad, clin, y, cfg)
+    return train_head_with_threshold(net, deep, rad, clin, y, cfg)[0]
+
+
+def train_head_with_threshold(net: DMFusionNet, deep, rad, clin, y: np.ndarray, cfg: DMConfig):
+    """Stage 2 plus the fold threshold: ``(epochs, threshold, source)``. The threshold is Youden's J on the
+    inner part's out-of-sample predictions (``source="inner_out_of_sample"``); without an inner split, on
+    the training rows' in-sample predictions (``"in_sample"``, optimistic)."""
+    epochs, y_in, p_in = head_epochs_and_inner_predictions(net, deep, rad, clin, y, cfg)
     _fit_head(net, deep, rad, clin, y, cfg, epochs)
-    return epochs
+    if y_in is not None and 0 < y_in.sum() < len(y_in):
+        return epochs, youden_threshold(y_in, p_in), "inner_out_of_sample"
+    return epochs, None, "in_sample"
 
 
 @dataclass
@@ -231,17 +269,27 @@ class FittedDM:
                 "threshold": self.threshold, "in_channels": int(self.info.get("in_channels", 3)),
                 "selector": self.selector.to_dict(), "clinical_encoder": self.encoder.to_dict(), "info": self.info}
         write_json_atomic(model_dir / META_NAME, meta)
+        write_integrity(model_dir, [WEIGHTS_NAME, META_NAME])  # selector, encoder, threshold live in the meta
         return meta
 
     @classmethod
     def load(cls, model_dir: str | Path, sha256: str | None = None) -> "FittedDM":
-        """Rebuild from ``model_meta.json`` and verified weights (``WeightsError`` if missing/corrupt)."""
+        """Rebuild from ``model_meta.json`` and verified weights (``WeightsError`` if missing/corrupt).
+
+        ``integrity.json`` must cover both files (weights, and the meta holding selector, encoder, threshold);
+        ``sha256``, if given, additionally pins the weights file.
+        """
         from survival_head.io.checkpoints import WeightsError
 
         model_dir = Path(model_dir)
         meta_path = model_dir / META_NAME
         if not meta_path.is_file():
             raise WeightsError(f"model metadata not found: {meta_path} (train the bundle first)")
+        if sha256:
+            from survival_head.io.checkpoints import check_sha256
+
+            check_sha256(model_dir / WEIGHTS_NAME, sha256)
+        verify_integrity(model_dir, [WEIGHTS_NAME, META_NAME])
         meta = json.loads(meta_path.read_text())
         cfg = DMConfig.from_dict(meta["config"])
         sel = RadiomicsSelector.from_dict(meta["selector"])
@@ -261,7 +309,8 @@ def fit_fold(data: DMData, train_idx, cfg: DMConfig, modality_sets, progress=Fal
     """
     tr = data.subset(train_idx)
     torch.manual_seed(cfg.seed)
-    sel = RadiomicsSelector(cfg.corr_threshold, cfg.k, random_state=cfg.seed).fit(tr.radiomics, tr.y)
+    sel = RadiomicsSelector(cfg.corr_threshold, cfg.k, random_state=cfg.seed, method=cfg.selection,
+                            k_by_cv=cfg.k_by_cv).fit(tr.radiomics, tr.y)
     enc = ClinicalEncoder(numeric=DM_NUMERIC, categorical=DM_CATEGORICAL).fit(tr.clinical)
     r, c = torch.from_numpy(sel.transform(tr.radiomics)), torch.from_numpy(enc.transform(tr.clinical))
     in_ch = int(data.images.shape[1])
@@ -279,10 +328,11 @@ def fit_fold(data: DMData, train_idx, cfg: DMConfig, modality_sets, progress=Fal
             net.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("head.")},
                                 strict=False)
             d = deep_tr
-        epochs = train_head(net, d, r, c, tr.y, cfg)
+        epochs, thr, source = train_head_with_threshold(net, d, r, c, tr.y, cfg)
         fitted = FittedDM(cfg, tuple(mods), net, sel, enc, info={"in_channels": in_ch, "n_train": len(tr.ids),
-                                                                 "head_epochs_used": epochs})
-        fitted.threshold = youden_threshold(tr.y, fitted.predict_proba(tr, d))
+                                                                 "head_epochs_used": epochs,
+                                                                 "fold_threshold_source": source})
+        fitted.threshold = thr if thr is not None else youden_threshold(tr.y, fitted.predict_proba(tr, d))
         out["+".join(mods)] = fitted
     return out, base
 

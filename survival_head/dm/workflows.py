@@ -71,7 +71,7 @@ def train(
         write_analysis(dataset_dir, data, cv, cfg, analysis_dir, subgroups)
     name = "+".join(mods)
     p = cv["oof"][name]
-    cv_metrics = binary_metrics(data.y, p, 0.5)
+    cv_metrics = binary_metrics(data.y, p, pred_class=cv["pred_class"][name])  # ACC/SEN/SPE at fold Youden
     cv_metrics.update(fold_threshold_metrics(data.y, cv["pred_class"][name]))
     final = fit_fold(data, np.arange(len(data.ids)), cfg, [mods], progress, device)[0][name]
     final.threshold = youden_threshold(data.y, p)

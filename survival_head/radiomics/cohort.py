@@ -43,7 +43,8 @@ class Job:
 
 def cache_key(params: dict, ct: str, mask: str, include_nodes: bool, ring_mm: float) -> str:
     """Hash of everything that determines a patient's features."""
-    parts = [params_digest(params), sha256_file(ct), sha256_file(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}"]
+    parts = [params_digest(params), sha256_file(ct), sha256_file(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}",
+             "ring=tissue"]  # ring definition version: ring restricted to tissue (air excluded)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

@@ -3,7 +3,15 @@
 1. Drop features that are non-finite or constant in the training rows.
 2. Correlation filter: walk the features in order of univariate relevance (|AUC - 0.5| on the
    training labels) and keep one only if its |Spearman rho| with every kept feature is <= ``corr_threshold``.
-3. Random-forest (impurity) importance on the survivors; keep the top ``k``.
+   With ``per_family=True`` (default) the filter runs inside each feature family (region x class, e.g.
+   ``tumour/shape``, ``ring/glcm``), so a shape feature is never dropped because it correlates with a
+   texture feature (texture statistics of a larger lesion correlate with its volume).
+3. Ranking. ``method="stability"`` (default): stability selection, i.e. an L1-penalised logistic
+   model on ``n_bootstrap`` stratified half-samples; features ranked by how often they are chosen
+   (ties: univariate relevance). ``method="rf"``: random-forest impurity importance (the original rule;
+   unstable with ~3,000 candidates and ~150 patients).
+4. ``k``: with ``k_by_cv=True`` (default) the number kept is chosen among ``k_grid`` (capped at ``k``) by
+   an inner stratified CV of an L2 logistic model's AUC on the top-k features; otherwise exactly ``k``.
 Selected columns are median-imputed and (optionally) standardised with training statistics.
 """
 
@@ -52,22 +60,83 @@ def correlation_filter(X: np.ndarray, order: np.ndarray, threshold: float) -> li
     return kept
 
 
-class RadiomicsSelector(TransformerMixin, BaseEstimator):
-    """Spearman filter then random-forest top-``k``.
+def feature_family(name: str) -> str:
+    """``region/class`` of a radiomics column (``tumour__original_glcm_Contrast`` -> ``tumour/glcm``)."""
+    region, _, rest = str(name).partition("__")
+    parts = rest.split("_")
+    cls = parts[1] if len(parts) >= 3 else (parts[0] if parts[0] else "other")
+    return f"{region}/{cls}" if rest else "other"
 
-    Parameters: ``corr_threshold`` (|rho| above which the less relevant feature is dropped), ``k``,
-    ``n_estimators``, ``random_state``, ``standardize``.
-    Fitted: ``feature_names_in_``, ``kept_after_corr_``, ``importances_`` (dict), ``selected_``,
-    ``medians_``, ``means_``, ``scales_`` (arrays over ``selected_``).
+
+def stability_scores(A: np.ndarray, y: np.ndarray, n_bootstrap: int = 50, C: float = 0.1,
+                     random_state: int = 0) -> np.ndarray:
+    """Selection frequency (0..1) of each column of standardised ``A`` (n, d) under an L1 logistic model
+    refitted on ``n_bootstrap`` stratified half-samples."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(random_state)
+    Z = (A - A.mean(0)) / (A.std(0) + 1e-12)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    counts = np.zeros(A.shape[1])
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([rng.choice(pos, max(1, len(pos) // 2), replace=False),
+                              rng.choice(neg, max(1, len(neg) // 2), replace=False)])
+        m = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", class_weight="balanced", max_iter=200)
+        m.fit(Z[idx], y[idx])
+        counts += np.abs(m.coef_[0]) > 1e-8
+    return counts / max(n_bootstrap, 1)
+
+
+def choose_k_by_cv(A: np.ndarray, y: np.ndarray, order: list[int], grid, folds: int = 3,
+                   random_state: int = 0) -> tuple[int, dict]:
+    """The k in ``grid`` whose top-k columns of ``order`` give the best inner-CV AUC (L2 logistic)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    n_splits = int(min(folds, np.bincount(y, minlength=2).min()))
+    grid = sorted({int(k) for k in grid if 1 <= int(k) <= len(order)}) or [len(order)]
+    if n_splits < 2:
+        return grid[-1], {}
+    cv = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+    scores = {}
+    for k in grid:
+        cols = order[:k]
+        aucs = []
+        for tr, va in cv.split(A, y):
+            mu, sd = A[tr][:, cols].mean(0), A[tr][:, cols].std(0) + 1e-12
+            m = LogisticRegression(C=0.1, class_weight="balanced", max_iter=500)
+            m.fit((A[tr][:, cols] - mu) / sd, y[tr])
+            aucs.append(roc_auc_score(y[va], m.decision_function((A[va][:, cols] - mu) / sd)))
+        scores[k] = float(np.mean(aucs))
+    best = max(grid, key=lambda k: (round(scores[k], 6), -k))  # ties: fewer features
+    return best, scores
+
+
+class RadiomicsSelector(TransformerMixin, BaseEstimator):
+    """Family-wise Spearman filter, stability-selection ranking, k by inner CV (see module docstring).
+
+    Parameters: ``corr_threshold`` (|rho| above which the less relevant feature is dropped), ``k`` (the
+    maximum, or the exact number with ``k_by_cv=False``), ``n_estimators`` (``method="rf"``),
+    ``random_state``, ``standardize``, ``method`` (``"stability"`` | ``"rf"``), ``per_family``,
+    ``k_by_cv``, ``k_grid``, ``n_bootstrap``.
+    Fitted: ``feature_names_in_``, ``kept_after_corr_``, ``importances_`` (dict: selection frequency or RF
+    importance), ``selected_``, ``k_``, ``k_scores_``, ``medians_``, ``means_``, ``scales_``.
     """
 
     def __init__(self, corr_threshold: float = 0.9, k: int = 36, n_estimators: int = 300,
-                 random_state: int = 0, standardize: bool = True):
+                 random_state: int = 0, standardize: bool = True, method: str = "stability",
+                 per_family: bool = True, k_by_cv: bool = True, k_grid=(4, 8, 16, 36), n_bootstrap: int = 50):
         self.corr_threshold = corr_threshold
         self.k = k
         self.n_estimators = n_estimators
         self.random_state = random_state
         self.standardize = standardize
+        self.method = method
+        self.per_family = per_family
+        self.k_by_cv = k_by_cv
+        self.k_grid = k_grid
+        self.n_bootstrap = n_bootstrap
 
     def fit(self, X, y) -> "RadiomicsSelector":
         """X: (n_patients, n_features) DataFrame or array; y: (n_patients,) 0/1."""
@@ -82,13 +151,33 @@ class RadiomicsSelector(TransformerMixin, BaseEstimator):
         usable = np.flatnonzero(finite & (A.std(0) > 1e-12))
         rel = _relevance(A[:, usable], y)
         order = usable[np.argsort(-rel, kind="stable")]
-        kept = correlation_filter(A, order, self.corr_threshold)
+        if self.per_family:
+            fam = np.array([feature_family(c) for c in df.columns], dtype=object)
+            kept = sorted((j for f in dict.fromkeys(fam[order]) for j in
+                           correlation_filter(A, order[fam[order] == f], self.corr_threshold)),
+                          key=list(order).index)
+        else:
+            kept = correlation_filter(A, order, self.corr_threshold)
         self.kept_after_corr_ = [str(df.columns[j]) for j in kept]
-        rf = RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state,
-                                    class_weight="balanced", min_samples_leaf=2, n_jobs=1)
-        rf.fit(A[:, kept], y)
-        imp = rf.feature_importances_
-        top = np.argsort(-imp, kind="stable")[: self.k]
+        if self.method == "rf":
+            rf = RandomForestClassifier(n_estimators=self.n_estimators, random_state=self.random_state,
+                                        class_weight="balanced", min_samples_leaf=2, n_jobs=1)
+            rf.fit(A[:, kept], y)
+            imp = rf.feature_importances_
+            rank = np.argsort(-imp, kind="stable")
+        elif self.method == "stability":
+            imp = stability_scores(A[:, kept], y, self.n_bootstrap, random_state=self.random_state)
+            rank = np.arange(len(kept))[np.argsort(-imp, kind="stable")]  # kept is in relevance order: ties
+        else:
+            raise ValueError(f"method must be 'stability' or 'rf', got {self.method!r}")
+        k_max = min(int(self.k), len(kept))
+        self.k_scores_ = {}
+        self.k_ = k_max
+        if self.k_by_cv:
+            self.k_, self.k_scores_ = choose_k_by_cv(A[:, kept], y, [int(i) for i in rank],
+                                                     [g for g in self.k_grid if g <= k_max] + [k_max],
+                                                     random_state=self.random_state)
+        top = rank[: self.k_]
         self.importances_ = {self.kept_after_corr_[i]: float(imp[i]) for i in top}
         self.selected_ = [self.kept_after_corr_[i] for i in top]
         sel = df[self.selected_].to_numpy(float)
@@ -120,13 +209,16 @@ class RadiomicsSelector(TransformerMixin, BaseEstimator):
     def to_dict(self) -> dict:
         check_is_fitted(self, "selected_")
         return {"type": "RadiomicsSelector", "params": self.get_params(), "selected": self.selected_,
-                "kept_after_corr": self.kept_after_corr_, "importances": self.importances_,
+                "kept_after_corr": self.kept_after_corr_, "importances": self.importances_, "k": self.k_,
+                "k_scores": {str(k): v for k, v in self.k_scores_.items()},
                 "n_features_in": len(self.feature_names_in_), "medians": self.medians_.tolist(),
                 "means": self.means_.tolist(), "scales": self.scales_.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RadiomicsSelector":
-        sel = cls(**d["params"])
+        sel = cls(**{**d["params"], **({"k_grid": tuple(d["params"]["k_grid"])} if "k_grid" in d["params"] else {})})
+        sel.k_ = int(d.get("k", len(d["selected"])))
+        sel.k_scores_ = {int(k): v for k, v in d.get("k_scores", {}).items()}
         sel.selected_, sel.kept_after_corr_ = list(d["selected"]), list(d["kept_after_corr"])
         sel.importances_ = dict(d["importances"])
         sel.feature_names_in_ = np.array(d["kept_after_corr"], dtype=object)

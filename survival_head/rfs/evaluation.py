@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,31 @@ import numpy as np
 from hnc_core import schema
 from hnc_core.io import write_json_atomic
 from survival_head.evaluation.survival_metrics import harrell_c, harrell_c_ci, integrated_brier, uno_c
+
+log = logging.getLogger(__name__)
+
+
+class TrainingOverlapWarning(UserWarning):
+    """Evaluated patients were also training patients of the model: the metrics are optimistic."""
+
+
+def split_by_outcome(data) -> tuple[list[str], list[dict]]:
+    """IDs of ``data`` with a complete outcome (RFS days and relapse flag) and one failure record per other."""
+    ok, missing = [], []
+    for pid in data.ids:
+        rec = data.cohort.patients[pid]
+        if rec.rfs_days is None or rec.relapse is None:
+            missing.append({"PatientID": pid, "file": str(data.cohort.clinical_csv or "clinical CSV"),
+                            "error": "no outcome (RFS / Relapse) for this patient: predicted, not evaluated"})
+        else:
+            ok.append(pid)
+    return ok, missing
+
+
+def training_overlap(ids: list[str], manifest: dict) -> list[str]:
+    """Evaluated IDs that the model was trained on (its out-of-fold training list)."""
+    trained = set(manifest.get("oof", {}).get("PatientID", []))
+    return sorted(set(ids) & trained)
 
 
 def _surv(event, time):
@@ -51,12 +78,24 @@ def evaluate(cohort_dir: str | Path, models_dir: str | Path, out_dir: str | Path
     data, manifest = res["data"], res["manifest"]
     oof = manifest["oof"]
     y_ref, r_ref = _surv(oof["event"], oof["time"]), np.asarray(oof["risk"], float)
-    y = data.outcome()
+    ids, no_outcome = split_by_outcome(data)
+    for f in no_outcome:
+        log.warning("patient %s: %s", f["PatientID"], f["error"])
+    overlap = training_overlap(ids, manifest)
+    if overlap:
+        msg = (f"{len(overlap)} of {len(ids)} evaluated patients were training patients of this model "
+               f"(e.g. {', '.join(overlap[:5])}): the metrics are optimistic; evaluate on held-out patients")
+        warnings.warn(msg, TrainingOverlapWarning, stacklevel=2)
+        log.warning(msg)
+    keep = np.isin(np.asarray(data.ids), ids)
+    risk = np.asarray(res["risk"], float)[keep] if len(data.ids) else np.zeros(0)
+    y = data.outcome(ids)
     metrics = {"image_size": manifest["image_size"], "mode": manifest["mode"],
-               "train_config": manifest["train_config"], "failures": res["failures"],
-               **survival_report(y, res["risk"], y_ref, r_ref, n_boot)}
-    metrics["oracle_c"] = oracle_cindex(cohort_dir, data.ids, y)
-    metrics["km"] = km_plot(y, res["risk"], out_dir / "km_plot.png", thresholds=[float(np.median(r_ref))])
+               "train_config": manifest["train_config"], "failures": res["failures"] + no_outcome,
+               "training_overlap": {"n": len(overlap), "n_evaluated": len(ids), "ids": overlap},
+               **survival_report(y, risk, y_ref, r_ref, n_boot)}
+    metrics["oracle_c"] = oracle_cindex(cohort_dir, ids, y)
+    metrics["km"] = km_plot(y, risk, out_dir / "km_plot.png", thresholds=[float(np.median(r_ref))])
     metrics["fold_weights"] = manifest["ensemble"]["weights"]
     write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics

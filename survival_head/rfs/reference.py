@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from survival_head.rfs.transforms import BOX_MM, CT_RANGE_HU, NormalizePetCt, find_crop_centre
+from survival_head.rfs.transforms import BOX_MM, CT_RANGE_HU, NormalizePetCt, crop_box_centre, find_crop_centre
 
 
 def naive_preprocess(ct, pet, image_size: int = 96, box_mm=BOX_MM) -> torch.Tensor:
@@ -25,7 +25,8 @@ def naive_preprocess(ct, pet, image_size: int = 96, box_mm=BOX_MM) -> torch.Tens
                                                sitk.sitkFloat32))
     pet1 = sitk.GetArrayFromImage(sitk.Resample(pet_on_ct, ref, sitk.Transform(), sitk.sitkLinear, 0.0,
                                                 sitk.sitkFloat32))
-    centre, _ = find_crop_centre(pet)
+    anchor, _ = find_crop_centre(pet)
+    centre = crop_box_centre(anchor, box_mm)
     c_idx = np.array(ref.TransformPhysicalPointToContinuousIndex(tuple(map(float, centre))))[::-1]  # z, y, x
     half = np.array(box_mm)[::-1] / 2
     lo = np.round(c_idx - half).astype(int)

@@ -3,9 +3,19 @@
 The pipeline (one path for training, evaluation and inference, see :func:`rfs_preprocessing`)::
 
     LoadPetCtd               CT / PET NIfTI paths -> SimpleITK images (physical geometry kept)
-    PetGuidedCropResampled   crop box centred on the largest high-uptake region in the upper PET,
-                             CT and PET resampled ONCE onto an S^3 grid covering the box
+    PetGuidedCropResampled   crop box anchored on the largest high-uptake region in the upper PET
+                             (the brain) and hung below it (vertex -> thoracic inlet), CT and PET
+                             resampled ONCE onto an S^3 grid covering the box
     NormalizePetCtd          CT clipped to [-1000, 1000] HU -> [0, 1]; PET z-scored -> (2, S, S, S)
+
+Box placement. The brain is the one reliable high-uptake landmark in every head-and-neck PET, so it
+*locates* the head, but the tumours lie below it: oropharynx ~80-120 mm, larynx/hypopharynx and low
+level-IV nodes ~150-230 mm below the brain's FDG centroid. A box centred on the brain would spend
+155 mm above that centroid (the vertex is only ~50-70 mm above it, so ~90 mm of air) and reach only
+155 mm down, cutting off low-neck disease. The box is therefore placed with its superior face
+``SUPERIOR_MARGIN_MM`` = 70 mm above the anchor (vertex + a few mm of margin) and extends
+310 - 70 = 240 mm below it, down to the thoracic inlet; x and y stay centred on the anchor. Patient
+"superior" is +z in the physical (LPS) frame SimpleITK reads.
 
 The box is 200 x 200 x 310 mm (x, y, z), so the output spacing is box / S (2.08 x 2.08 x 3.23 mm at
 S = 96). Resampling directly onto that grid gives the same result as the reference recipe
@@ -28,6 +38,7 @@ from monai.transforms import MapTransform, Transform
 log = logging.getLogger(__name__)
 
 BOX_MM = (200.0, 200.0, 310.0)
+SUPERIOR_MARGIN_MM = 70.0  # box top above the brain anchor; see the module docstring
 CT_RANGE_HU = (-1000.0, 1000.0)
 
 
@@ -142,6 +153,18 @@ def find_crop_centre(
     return centre, found
 
 
+def crop_box_centre(anchor_mm: Sequence[float], box_mm: Sequence[float] = BOX_MM,
+                    superior_margin_mm: float = SUPERIOR_MARGIN_MM) -> np.ndarray:
+    """Physical centre (x, y, z mm) of the crop box hung from the brain anchor.
+
+    The box top lies ``superior_margin_mm`` above the anchor (z is superior), so it spans
+    ``[anchor_z - (box_z - margin), anchor_z + margin]``; x and y are the anchor's.
+    """
+    c = np.asarray(anchor_mm, float).copy()
+    c[2] = c[2] + float(superior_margin_mm) - float(box_mm[2]) / 2.0
+    return c
+
+
 def _array_view(img):
     import SimpleITK as sitk
 
@@ -209,22 +232,26 @@ class PetGuidedCropResample(Transform):
     image_size : output edge S in voxels (paper: 96).
     box_mm : physical box (x, y, z) in mm.
     upper_fraction, rel_threshold : see :func:`find_crop_centre`.
+    superior_margin_mm : box top above the brain anchor (see :func:`crop_box_centre`).
     """
 
     def __init__(self, image_size: int = 96, box_mm: Sequence[float] = BOX_MM, upper_fraction: float = 0.4,
-                 rel_threshold: float = 0.5, antialias: bool = True):
+                 rel_threshold: float = 0.5, antialias: bool = True,
+                 superior_margin_mm: float = SUPERIOR_MARGIN_MM):
         self.image_size = int(image_size)
         self.box_mm = tuple(float(b) for b in box_mm)
+        self.superior_margin_mm = float(superior_margin_mm)
         self.upper_fraction = upper_fraction
         self.rel_threshold = rel_threshold
         self.antialias = antialias
 
     def __call__(self, ct, pet, patient_id: str = "?") -> tuple[np.ndarray, dict]:
-        centre, found = find_crop_centre(pet, self.upper_fraction, self.rel_threshold, patient_id=patient_id)
+        anchor, found = find_crop_centre(pet, self.upper_fraction, self.rel_threshold, patient_id=patient_id)
+        centre = crop_box_centre(anchor, self.box_mm, self.superior_margin_mm)
         ref = box_reference(centre, self.image_size, self.box_mm)
         ct_arr = resample_onto(ct, ref, CT_RANGE_HU[0], self.antialias)
         pet_arr = resample_onto(pet, ref, 0.0, self.antialias)
-        meta = {"crop_centre_mm": centre.tolist(), "crop_region_found": found,
+        meta = {"crop_centre_mm": centre.tolist(), "crop_anchor_mm": anchor.tolist(), "crop_region_found": found,
                 "spacing_mm": list(ref.GetSpacing()), "origin_mm": list(ref.GetOrigin())}
         return np.stack([ct_arr, pet_arr]).astype(np.float32), meta
 

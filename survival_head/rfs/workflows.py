@@ -7,6 +7,7 @@ Artefacts in ``models_dir`` (written by :func:`train_folds`)::
     fold{k}/network.pt               FusedFeatureExtractor state dict (loaded with weights_only=True)
     fold{k}/clinical_encoder.json    ClinicalEncoder fitted on fold k's training patients only
     fold{k}/survival_model.json      PenalizedCoxRisk on the 128-d fused features
+    integrity.json                   sha256 of every file above (manifest included), checked before loading
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 
 from hnc_core.io import write_csv_atomic, write_json_atomic
 from survival_head.features.clinical import ClinicalEncoder
-from survival_head.io.checkpoints import WeightsError, load_weights, save_weights
+from survival_head.io.checkpoints import (WeightsError, load_weights, save_weights,
+                                          verify_integrity, write_integrity)
 from survival_head.rfs.clinical import DEFAULT_CLINICAL_SET, encode_fixed, make_encoder, n_clinical_for
 from survival_head.rfs.config import DEFAULTS as D
 from survival_head.rfs.data import LoadedCohort, load_patient_images
@@ -78,19 +80,32 @@ def _fused(net, t: dict, cfg: TrainConfig) -> np.ndarray:
 def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mode: str, models_dir: Path,
                     feats: dict | None, clinical_set: str, dropout: float,
                     pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
-                    modality_dropout: float = 0.0) -> tuple[dict, np.ndarray, np.ndarray]:
+                    modality_dropout: float = 0.0,
+                    downstream_fit: str = "out_of_sample") -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit encoder (training rows only), network, downstream model of fold ``k``; save them.
 
     The network's best epoch is chosen on an inner part (``inner_val_fraction``) of the fold's training
     patients, never on the fold's validation patients (whose C-index must stay unbiased).
+    ``downstream_fit="out_of_sample"`` fits the ridge-Cox model (and its penalty) on the 128-d features of
+    that inner part, whose patients the network's weights never trained on; ``"in_sample"`` fits it on all
+    training patients' features (in-sample: the features of patients the network fitted are optimistic).
     """
+    if downstream_fit not in ("out_of_sample", "in_sample"):
+        raise ValueError(f"downstream_fit must be 'out_of_sample' or 'in_sample', got {downstream_fit!r}")
     from survival_head.evaluation.survival_metrics import harrell_c
 
     enc = make_encoder(clinical_set).fit(data.cohort.clinical.reindex(fold["train"]))
     tr, va = (_fold_tensors(data, fold[p], enc, feats) for p in ("train", "val"))
     fit_ids, stop_ids = inner_split(fold["train"], data.outcome(fold["train"])["event"], inner_val_fraction, cfg.seed + k)
-    fit, stop = (_fold_tensors(data, fit_ids, enc, feats), _fold_tensors(data, stop_ids, enc, feats)) if stop_ids \
-        else (tr, va)
+    if stop_ids:
+        fit, stop, stopping = _fold_tensors(data, fit_ids, enc, feats), _fold_tensors(data, stop_ids, enc, feats), \
+            "inner_split"
+    else:  # recorded in the manifest: this fold's validation C is optimistic (its epoch was chosen on it)
+        fit, stop, stopping = tr, va, "outer_validation_fallback"
+        log.warning("fold %d: no inner early-stopping split possible (inner_val_fraction=%s, %d training patients, "
+                    "%d events): the best epoch is chosen on the fold's validation patients, so its validation "
+                    "C-index is optimistic", k, inner_val_fraction, len(fold["train"]),
+                    int(np.sum(data.outcome(fold["train"])["event"])))
     net = build_network(mode=mode, seed=cfg.seed, dropout=dropout, clinical_set=clinical_set,
                         modality_dropout=modality_dropout)
     if cfg.freeze_backbone:  # fixed backbone: standardise its outputs with the training patients' statistics
@@ -99,7 +114,9 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
         _pretrain_clinical_branch(net, fit, stop, cfg, dropout, clinical_set)
     net, hist = train_network(net, fit, stop, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
-    model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_tr, data.outcome(fold["train"]))
+    cox_ids = stop_ids if downstream_fit == "out_of_sample" and stop_ids else fold["train"]
+    f_cox = _fused(net, stop, cfg) if cox_ids is stop_ids else f_tr
+    model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_cox, data.outcome(cox_ids))
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
     c_val = harrell_c(data.outcome(fold["val"]), r_va)
     d = models_dir / f"fold{k}"
@@ -111,7 +128,9 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     info = {"fold": k, "weights": f"fold{k}/network.pt", "sha256": sha, "encoder": f"fold{k}/clinical_encoder.json",
             "survival_model": f"fold{k}/survival_model.json", "n_train": len(fold["train"]),
             "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
-            "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_}
+            "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_,
+            "early_stopping": stopping, "n_early_stopping": len(stop["time"]),
+            "downstream_fit": "out_of_sample" if cox_ids is stop_ids else "in_sample", "n_downstream": len(cox_ids)}
     log.info("fold %d: val C = %.3f (network %.3f, best epoch %d)", k, c_val, hist["best_val_cindex"],
              hist["best_epoch"])
     return info, r_tr, r_va
@@ -124,7 +143,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 distributed: bool = False, progress: bool = True, ids: list[str] | None = None,
                 clinical_set: str = D.clinical_set, dropout: float = D.dropout, weight_decay: float = D.weight_decay,
                 pretrain_clinical: bool = D.pretrain_clinical, inner_val_fraction: float = D.inner_val_fraction,
-                modality_dropout: float = D.modality_dropout, data: LoadedCohort | None = None) -> dict:
+                modality_dropout: float = D.modality_dropout, data: LoadedCohort | None = None,
+                downstream_fit: str = "out_of_sample") -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
@@ -135,6 +155,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ``modality_dropout``: per-sample probability of blanking one branch while training a fusion network.
     ``data``: the cohort already loaded at ``image_size`` (:func:`load_patient_images`), so that callers
     training several models on one cohort (the ablation) read and preprocess it once.
+    ``downstream_fit``: ``"out_of_sample"`` (ridge-Cox on the inner part's features) or ``"in_sample"``.
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
@@ -153,7 +174,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ens, infos, oof = RiskEnsemble(), [], {}
     for k, fold in enumerate(folds):
         info, r_tr, r_va = _train_one_fold(k, fold, data, cfg, mode, models_dir, feats, clinical_set, dropout,
-                                           pretrain_clinical, inner_val_fraction, modality_dropout)
+                                           pretrain_clinical, inner_val_fraction, modality_dropout,
+                                           downstream_fit)
         ens.add_fold(r_tr, info["val_cindex"])
         oof.update(zip(fold["val"], ens.normalise(k, r_va).tolist()))
         infos.append(info)
@@ -163,14 +185,21 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
         "train_config": {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                          "freeze_backbone": freeze_backbone, "n_folds": n_folds, "dropout": dropout,
                          "weight_decay": weight_decay, "pretrain_clinical": pretrain_clinical,
-                         "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout},
+                         "inner_val_fraction": inner_val_fraction, "modality_dropout": modality_dropout,
+                         "downstream_fit": downstream_fit},
         "folds": infos, "ensemble": ens.to_dict(), "failures": data.failures,
         "oof": {"PatientID": data.ids, "risk": [oof[i] for i in data.ids], "time": y["time"].tolist(),
                 "event": y["event"].astype(int).tolist()},
     }
     if _is_writer():
         write_json_atomic(models_dir / MANIFEST, manifest)
+        write_integrity(models_dir, [MANIFEST, *model_files(manifest)])
     return manifest
+
+
+def model_files(manifest: dict) -> list[str]:
+    """Every file (relative to ``models_dir``) a prediction reads besides the manifest itself."""
+    return [f[key] for f in manifest["folds"] for key in ("weights", "encoder", "survival_model")]
 
 
 def _is_writer() -> bool:
@@ -192,11 +221,15 @@ def _frozen_features(data: LoadedCohort, mode: str, seed: int, clinical_set: str
 
 
 def load_manifest(models_dir: str | Path) -> dict:
+    """The model manifest, after every artefact listed in ``integrity.json`` has been verified."""
     path = Path(models_dir) / MANIFEST
     if not path.is_file():
         raise WeightsError(f"no trained RFS model in {models_dir} ({MANIFEST} missing): run the bundle's "
                            "train.json first; refusing to predict with random weights")
-    return json.loads(path.read_text())
+    verify_integrity(models_dir, [MANIFEST])
+    manifest = json.loads(path.read_text())
+    verify_integrity(models_dir, model_files(manifest))
+    return manifest
 
 
 def load_fold(models_dir: str | Path, info: dict, manifest: dict) -> tuple:
