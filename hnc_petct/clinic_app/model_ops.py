@@ -177,7 +177,7 @@ class DmInputsOperator(Operator):
     """In: ``image`` (2, W, H, D) [CT HU, SUV], ``seg`` (D, H, W) label map, ``clinical`` (record).
 
     Out, as the DM bundle's ``network_data_format`` declares them (``survival_head.dm.export``), built with
-    the training's own code: ``dm_image`` (3, S, S, S) tumour-centred crop [CT window, tumour, ring]
+    the training's own code: ``dm_image`` (2, W, H, D) [CT HU, tumour label] on the CT grid, which the bundle's ``DMCropd`` crops
     (``survival_head.dm.transforms.TumourCrop`` at the trained size and field of view); ``radiomics`` (k,)
     float64 raw pyradiomics values of the k selected features on the predicted tumour and its peritumoral
     ring (NaN = missing); ``clinical_vector`` (10,) raw canonical vector.
@@ -214,16 +214,17 @@ class DmInputsOperator(Operator):
         if not tumour.any():
             raise StudyInputError("the segmentation found no tumour, so the DM model (tumour radiomics) cannot run")
         body = R.body_mask(ct)
-        ring = R.peritumoral_ring(tumour, body, spacing, float(cfg.get("ring_mm", 8.0)))
+        ring = R.peritumoral_ring(tumour, body, spacing, float(cfg.get("ring_mm", 8.0)), ct=ct)  # tissue only
         regions = R.Regions(str(rec.get(schema.PATIENT_ID)), ct, tumour, ring, body, spacing,
                             tuple(float(v) for v in aff[:3, 3]), direction, {}, primary=label == 1)
         params = self.model_meta.get("info", {}).get("radiomics_params")
         feats = extract_patient(regions, params if isinstance(params, dict) else load_params(params))
         rad = np.asarray([feats.get(n, np.nan) for n in self.selected], np.float64)
-        from survival_head.dm.transforms import TumourCrop
+        from monai.deploy.core.domain import Image
 
-        crop = TumourCrop(int(cfg.get("image_size", 64)), float(cfg.get("fov_mm", 96.0)))(regions)
-        op_output.emit(crop, "dm_image")
+        # the bundle's own preprocessing (DMCropd) builds the regions and the tumour-centred crop from this
+        ct_label = np.stack([ct_whd.astype(np.float32), label.transpose(2, 1, 0).astype(np.float32)])
+        op_output.emit(Image(ct_label, metadata=dict(image.metadata())), "dm_image")
         op_output.emit(torch.from_numpy(rad), "radiomics")
         vec = raw_clinical_vector({k: v for k, v in rec.items() if k != schema.PATIENT_ID})
         op_output.emit(torch.from_numpy(np.asarray(vec, np.float32)), "clinical_vector")

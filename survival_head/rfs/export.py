@@ -278,5 +278,10 @@ def train_and_export(meta_file: str | Path | None = None, inference_file: str | 
     manifest["export"] = export_rfs_model(train_kwargs["models_dir"], manifest, meta, config)
     from hnc_core.io import write_json_atomic
 
-    write_json_atomic(Path(train_kwargs["models_dir"]) / "manifest.json", manifest)
+    from survival_head.io.checkpoints import write_integrity
+    from survival_head.rfs.workflows import MANIFEST, model_files
+
+    write_json_atomic(Path(train_kwargs["models_dir"]) / MANIFEST, manifest)
+    # the manifest changed (export hashes): re-hash every artefact a prediction reads, whole model included
+    write_integrity(train_kwargs["models_dir"], [MANIFEST, *model_files(manifest), "model.pt", "model.ts"])
     return manifest
