@@ -155,7 +155,8 @@ def test_one_cv_serves_training_and_analysis(tmp_path_factory, tmp_path):
     both = cross_validate(data, cfg, [trained, ("clinical",), ("radiomics",)], progress=False)
     assert np.allclose(alone["oof"]["radiomics+clinical"], both["oof"]["radiomics+clinical"])
     res = write_analysis(root, data, both, cfg, tmp_path)
-    assert list(res["ablation"]) == ["radiomics", "clinical", "radiomics+clinical"]  # ALL_SETS order
+    assert list(res["ablation"])[:3] == ["radiomics", "clinical", "radiomics+clinical"]  # ALL_SETS order
+    assert list(res["ablation"])[3:] == ["baseline:logistic_all_radiomics"]  # the baseline row comes last
     assert json.loads((tmp_path / "analysis.json").read_text())["subgroup_model"] == "radiomics+clinical"
 def test_ring_excludes_airway_air():
     """The body mask fills the airway; the ring must still hold tissue only (failed before: ring had air)."""

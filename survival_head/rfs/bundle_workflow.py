@@ -119,6 +119,11 @@ def _load_network(network: torch.nn.Module, path: str | Path, sha256_file: str |
 
 
 def trained_setting(models_dir: str | Path, key: str):
+    """:func:`_trained_setting`; a missing or modified model file ends the run with one ``error:`` line."""
+    return _guarded(_trained_setting)(models_dir, key)
+
+
+def _trained_setting(models_dir: str | Path, key: str):
     """A setting of the trained model from ``models_dir/manifest.json`` (``n_folds``, ``image_size``, ...)."""
     from survival_head.rfs.workflows import load_manifest
 
