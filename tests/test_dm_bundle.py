@@ -188,7 +188,7 @@ def test_multi_gpu_config_runs_ddp_under_torchrun_on_cpu(tmp_path_factory, tmp_p
 def test_model_ts_is_the_whole_dm_model_with_exact_input_format(trained):
     """models/model.ts written by train.json (image branch + radiomics standardisation + clinical encoding +
     FC head) gives the Python model's probabilities (<= 1e-5); its embedded metadata declares the trained
-    channel counts (3 image channels at 32^3, k = 12 radiomics, 10 raw clinical values)."""
+    channel counts (3 image channels at 32^3, the k radiomics the selector kept, 10 raw clinical values)."""
     import zipfile
 
     import numpy as np
@@ -214,7 +214,9 @@ def test_model_ts_is_the_whole_dm_model_with_exact_input_format(trained):
     with zipfile.ZipFile(models / "model.ts") as z:
         fmt = json.loads(z.read("model/extra/metadata.json"))["network_data_format"]["inputs"]
     assert (fmt["image"]["num_channels"], fmt["image"]["spatial_shape"]) == (3, [32, 32, 32])
-    assert fmt["radiomics"]["num_channels"] == 12 and fmt["clinical"]["num_channels"] == 10
+    # k is chosen by inner CV (at most --k 12): the declared count is exactly the trained selector's
+    k = len(fitted.selector.selected_)
+    assert 1 <= k <= 12 and fmt["radiomics"]["num_channels"] == k and fmt["clinical"]["num_channels"] == 10
     assert list(fmt["radiomics"]["channel_def"].values()) == fitted.selector.selected_
 
 

@@ -31,7 +31,7 @@ def regions_from_images(patient_id: str, ct_img, label_img, include_nodes: bool 
     tumour = tumour_from_label(label, include_nodes)
     if not tumour.any():
         raise RegionError(f"[{patient_id}] tumour mask holds no {'GTVp or GTVn' if include_nodes else 'GTVp'} voxels")
-    ring = peritumoral_ring(tumour, body_mask(ct), ct_img.GetSpacing(), ring_mm)
+    ring = peritumoral_ring(tumour, body_mask(ct), ct_img.GetSpacing(), ring_mm, ct=ct)  # tissue only, as in training
     return Regions(patient_id, ct, tumour, ring, body_mask(ct), ct_img.GetSpacing(), ct_img.GetOrigin(),
                    ct_img.GetDirection(), {}, primary=label == 1)
 
