@@ -67,14 +67,6 @@ def _write_rule_bundle(path: Path) -> Path:
     return path
 
 
-def _has_rfs_export() -> bool:
-    try:
-        from survival_head.rfs import export
-    except ImportError:
-        return False
-    return hasattr(export, "RfsEnsemble") and hasattr(export, "raw_clinical_vector")
-
-
 def _run(cmd, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", **kw.pop("env", {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=kw.pop("timeout", 900), **kw)
@@ -84,8 +76,6 @@ def _run(cmd, **kw):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
-    if not _has_rfs_export():
-        pytest.skip("the RFS bundle here predates the whole-model models/model.ts (issue 11)")
     from hnc_core.dicom_synth import write_patient_study
     from hnc_core.synth import generate_cohort
 
@@ -183,25 +173,9 @@ def test_structured_report_carries_the_same_results(setup):
     assert f"{rep['rfs']['risk']:.4f}" in text and "GTVp" in text
 
 
-def _dm_bundle_servable() -> str | None:
-    """Why the DM bundle cannot be served by the stock operator yet (None = it can)."""
-    try:
-        from survival_head.dm import export  # noqa: F401
-    except ImportError:
-        return "the DM bundle here predates the whole-model models/model.ts (issue 11)"
-    cfg = json.loads((ROOT / "bundles" / "hnscc_distant_metastasis" / "configs" / "inference.json").read_text())
-    target = str(cfg.get("inferer", {}).get("_target_", ""))
-    if "Inferer" not in target:
-        return f"the DM bundle's inference.json 'inferer' is {target!r}, not a MONAI Inferer the stock operator can call"
-    return None
-
-
 @pytest.mark.slow
 def test_dm_probability_equals_the_bundle_on_the_nifti_twin(setup, tmp_path):
     """All three models: the app's DM probability = ``monai.bundle run inference.json`` with the app's mask."""
-    reason = _dm_bundle_servable()
-    if reason:
-        pytest.skip(reason)
     from hnc_core.synth import generate_cohort
 
     root = setup["root"]

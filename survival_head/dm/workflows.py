@@ -153,29 +153,19 @@ def predict(
 
 def _clinical_gate(data: DMData, dataset_dir, allow_missing: bool) -> tuple[DMData, dict]:
     """Drop (into ``data.errors``/``failures``) or flag patients without a clinical row; the model uses one."""
+    from hnc_core.guards import clinical_gate
     from hnc_core.identity import read_cohort
 
-    cohort = read_cohort(dataset_dir, check_images=False)
-    warnings, keep = {}, []
-    for i, pid in enumerate(data.ids):
-        reason = cohort.clinical_missing_reason(pid)
-        if reason is None:
-            keep.append(i)
-        elif allow_missing:
-            warnings[pid] = f"clinical data unavailable ({reason}); predicted with every clinical value Unknown"
-            log.warning("patient %s: %s", pid, warnings[pid])
-            keep.append(i)
-        else:
-            msg = (f"clinical data unavailable ({reason}); the DM model uses it: fix the CSV, or set "
-                   "allow_missing_clinical to predict with every clinical value Unknown")
-            data.errors[pid] = msg
-            data.failures.append({"PatientID": pid, "file": str(cohort.clinical_csv or cohort.root), "error": msg})
-            log.error("excluded patient %s: %s", pid, msg)
-    if not keep:
+    kept, warnings, refused = clinical_gate(read_cohort(dataset_dir, check_images=False), data.ids, allow_missing,
+                                            "DM model")
+    for f in refused:
+        data.errors[f["PatientID"]] = f["error"]
+    data.failures.extend(refused)
+    if not kept:
         data.ids = []
-    elif len(keep) < len(data.ids):
-        failures = data.failures
-        data = data.subset(keep)
+    elif len(kept) < len(data.ids):
+        failures, keep = data.failures, set(kept)
+        data = data.subset([i for i, pid in enumerate(data.ids) if pid in keep])
         data.failures = failures
     return data, warnings
 

@@ -314,24 +314,12 @@ def predict(cohort_dir: str | Path, models_dir: str | Path, out_dir: str | Path,
 
 def _clinical_gate(data: LoadedCohort, manifest: dict, allow_missing: bool) -> dict[str, str]:
     """Refuse (move to ``data.failures``) or flag patients without clinical data when the model uses it."""
+    from hnc_core.guards import clinical_gate
+
     if manifest.get("mode") == "image":
         return {}
-    warnings, keep = {}, []
-    for pid in data.ids:
-        reason = data.cohort.clinical_missing_reason(pid)
-        if reason is None:
-            keep.append(pid)
-        elif allow_missing:
-            warnings[pid] = f"clinical data unavailable ({reason}); predicted with every clinical value Unknown"
-            log.warning("patient %s: %s", pid, warnings[pid])
-            keep.append(pid)
-        else:
-            data.failures.append({"PatientID": pid, "file": str(data.cohort.clinical_csv or data.cohort.root),
-                                  "error": f"clinical data unavailable ({reason}); the {manifest.get('mode')} model "
-                                           "needs it: fix the CSV, or set allow_missing_clinical to predict with "
-                                           "every clinical value Unknown"})
-            log.error("excluded patient %s: clinical data unavailable (%s)", pid, reason)
-    data.ids = keep
+    data.ids, warnings, refused = clinical_gate(data.cohort, data.ids, allow_missing, f"{manifest.get('mode')} model")
+    data.failures.extend(refused)
     return warnings
 
 
