@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from hnc_core import schema
+from hnc_core.failures import failure, reason_line
 from hnc_core.ids import canonical_id
 
 # What each task needs to be free of errors (and which files must exist).
@@ -143,11 +144,10 @@ class Cohort:
                 continue
             probs = [p for p in self.problems_for(pid) if p.severity == "error" and p.affects in need]
             if probs:
-                out.append({"PatientID": pid, "file": probs[0].file,
-                            "error": "; ".join(f"{Path(p.file).name if p.file else ''}: {p.message}".lstrip(": ")
-                                               for p in probs)})
+                out.append(failure(pid, probs[0].file, "; ".join(
+                    f"{Path(p.file).name if p.file else ''}: {p.message}".lstrip(": ") for p in probs)))
             else:
-                out.append({"PatientID": pid, "file": None, "error": f"not usable for task {task!r} (missing data)"})
+                out.append(failure(pid, None, f"not usable for task {task!r} (missing data)"))
         return out
 
     def clinical_missing_reason(self, patient_id: str) -> str | None:
@@ -696,9 +696,7 @@ def _raw_pixdim(path: Path) -> np.ndarray | None:
 
 
 def _itk_reason(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    line = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else type(exc).__name__)
-    return line.split("ERROR:", 1)[-1].strip()[:200]
+    return reason_line(exc, limit=200)
 
 
 def _read_checked(path: Path):

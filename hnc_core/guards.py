@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from hnc_core.failures import failure
+
 
 class OutputPathError(ValueError):
     """The requested output location is unusable or would overwrite an input."""
@@ -174,9 +176,9 @@ def clinical_gate(cohort, ids: Iterable[str], allow_missing: bool, model: str = 
             log.warning("patient %s: %s", pid, warnings[pid])
             keep.append(pid)
         else:
-            failures.append({"PatientID": pid, "file": str(cohort.clinical_csv or cohort.root),
-                             "error": f"clinical data unavailable ({reason}); the {model} needs it: fix the CSV, "
-                                      "or set allow_missing_clinical to predict with every clinical value Unknown"})
+            failures.append(failure(pid, cohort.clinical_csv or cohort.root,
+                                    f"clinical data unavailable ({reason}); the {model} needs it: fix the CSV, "
+                                    "or set allow_missing_clinical to predict with every clinical value Unknown"))
             log.error("excluded patient %s: clinical data unavailable (%s)", pid, reason)
     return keep, warnings, failures
 

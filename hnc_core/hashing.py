@@ -1,4 +1,4 @@
-"""The one file hasher (weights checksums, radiomics cache keys)."""
+"""The one file hasher (sha256 of weights and every artefact a prediction reads; cache keys use file identity, see hnc_core.identity)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,38 @@
-"""Identity of files on disk without reading them, and a per-process memo of the validated cohort.
+"""Identity of files on disk without reading them: the one cache-key policy of the project.
 
-``files_identity`` is what the main job's stage fingerprints and :func:`read_cohort` key on: a file
-rewritten, added or removed changes it; an unchanged folder costs one ``stat`` per file.
+A file is "the same" while its path, size, modification time (ns) and inode are unchanged (make's rule, plus
+the inode so that an atomic replace within one timestamp tick is still seen). Everything that caches or
+resumes keys on it: the main job's stage fingerprints and :func:`read_cohort` (``files_identity`` of a
+folder), the RFS preprocessing cache and the radiomics cache (:func:`cache_key` of a patient's files and the
+parameters that shape the result). An unchanged file costs one ``stat``; nothing is read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 
+def file_identity(path: str | Path) -> str:
+    """``"size:mtime_ns:inode"`` of one file (raises ``FileNotFoundError`` when it is missing)."""
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def cache_key(files, params: dict, version: str, length: int = 32) -> str:
+    """Hex key of a cached result computed from ``files`` with ``params`` (JSON-serialisable) by code at
+    ``version``: sha256 over the version, the sorted-key JSON of ``params`` and each file's resolved path and
+    :func:`file_identity`. Any change of one of them gives a new key (the entry is recomputed)."""
+    parts = [str(version), json.dumps(params, sort_keys=True, default=str)]
+    for f in files:
+        parts += [str(Path(f).resolve()), file_identity(f)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+
+
 def files_identity(root: str | Path) -> str:
-    """sha256 over (relative path, size, mtime_ns) of every file below ``root``, in sorted order.
+    """sha256 over (relative path, :func:`file_identity`) of every file below ``root``, in sorted order.
 
     Hidden files and folders (``.name``) are left out: caches some tools write beside the data.
     """
@@ -22,8 +42,7 @@ def files_identity(root: str | Path) -> str:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(f for f in filenames if not f.startswith(".")):
             p = Path(dirpath) / name
-            st = p.stat()
-            h.update(f"{p.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{p.relative_to(root).as_posix()}\0{file_identity(p)}\n".encode())
     return h.hexdigest()
 
 

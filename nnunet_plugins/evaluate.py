@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hnc_core import schema
+from hnc_core.failures import failure
 
 CLASSES = {value: name for value, name in schema.LABELS.items() if value}  # foreground classes
 
@@ -161,7 +162,8 @@ def evaluate_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out_
 
                 pred, moved = np.zeros_like(sitk.GetArrayFromImage(gt_img)), False
         except (ImageReadError, ValueError) as exc:
-            errors.append({"case": case, "error": str(exc)})
+            errors.append({**failure(case, getattr(exc, "path", None) or pred_dir / g.name, str(exc)),
+                           "case": case})
             log.error("case %s not scored: %s", case, exc)
             continue
         if moved:

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hnc_core.failures import by_patient, failure, log_failures
+
 log = logging.getLogger(__name__)
 PROB_COL, CLASS_COL = "dm_probability", "dm_predicted"
 
@@ -65,18 +67,18 @@ class DMDatalist:
         if "clinical" in meta.get("modalities", ()):
             ids, self.warnings, refused = clinical_gate(cohort, ids, allow_missing_clinical, "DM model")
             checked += refused
-        errors, masks = {}, {}
+        masks = {}
         for pid in ids:
             try:
                 masks[pid] = mask_file(pid, cohort.patients[pid].label, mask_dir)
             except RegionError as exc:
-                errors[pid] = str(exc)
+                checked.append(failure(pid, mask_dir or cohort.patients[pid].label, str(exc)))
         ids = [i for i in ids if i in masks]
         rad = extract_cohort(dataset_dir, radiomics_cache or Path(dataset_dir) / ".dm_radiomics_cache", workers,
                              scheduler, mask_dir, params=meta.get("info", {}).get("radiomics_params"),
                              include_nodes=cfg["include_nodes"], ring_mm=cfg["ring_mm"], ids=ids,
                              progress=progress) if ids else pd.DataFrame()
-        errors.update(rad.attrs.get("errors", {}))
+        checked += rad.attrs.get("failures", [])
         self.cohort, self.items = cohort, []
         for pid in ids:
             if pid not in rad.index:
@@ -87,9 +89,8 @@ class DMDatalist:
             if labelled_only:
                 item["label"] = float(cohort.clinical.loc[pid, schema.DM])
             self.items.append(item)
-        self.failures = checked + [{"PatientID": pid, "file": "", "error": msg} for pid, msg in errors.items()]
-        for f in self.failures:
-            log.error("excluded patient %s: %s", f["PatientID"], f["error"])
+        self.failures = checked
+        log_failures(self.failures, log)
 
 
 class DMPredictionWriter:
@@ -144,7 +145,7 @@ class DMPredictionWriter:
         df = pd.DataFrame(self.rows, columns=["PatientID", PROB_COL, CLASS_COL])
         if self.warnings:
             df["warning"] = [self.warnings.get(i, "") for i in df["PatientID"]]
-        errors = {f["PatientID"]: f["error"] for f in self.failures}
+        errors = by_patient(self.failures)
         write_json_atomic(self.output_dir / "failures.json", self.failures)
         suffix = _guarded(guarded_prediction_outputs)(self.output_dir, len(df), self.failures, self.source)
         write_csv_atomic(df, self.output_dir / f"predictions{suffix}.csv")
@@ -167,6 +168,6 @@ class DMMetricsWriter(DMPredictionWriter):
         y, p = np.asarray(self.labels, int), df[PROB_COL].to_numpy()
         m = binary_metrics(y, p, self.threshold)
         plot_roc({"test": (y, p)}, self.output_dir / "roc.png", "DM evaluation")
-        m["errors"] = {f["PatientID"]: f["error"] for f in self.failures}
+        m["errors"] = by_patient(self.failures)
         write_json_atomic(self.output_dir / "metrics.json", m)
         return df

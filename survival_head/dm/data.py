@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hnc_core import schema
+from hnc_core.failures import by_patient, failure
 from hnc_core.identity import read_cohort
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ class DMData:
     """Inputs of ``N`` patients in a fixed order.
 
     ``y`` (N,) 0/1 or None; ``clinical`` DataFrame (N rows, index PatientID); ``radiomics`` DataFrame
-    (N rows, features per region x 2); ``images`` float32 (N, C, S, S, S); ``errors`` PatientID -> message.
+    (N rows, features per region x 2); ``images`` float32 (N, C, S, S, S); ``failures`` the records
+    ``{"PatientID", "file", "error"}`` of the patients left out (``errors``: the same as PatientID -> error).
     """
 
     ids: list[str]
@@ -30,17 +32,20 @@ class DMData:
     clinical: pd.DataFrame
     radiomics: pd.DataFrame
     images: torch.Tensor
-    errors: dict[str, str] = field(default_factory=dict)
-    failures: list[dict] = field(default_factory=list)  # {"PatientID", "file", "error"} of cohort-check rejects
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return by_patient(self.failures)
 
     def subset(self, idx) -> "DMData":
         idx = np.asarray(idx)
         return DMData([self.ids[i] for i in idx], None if self.y is None else self.y[idx],
                       self.clinical.iloc[idx], self.radiomics.iloc[idx], self.images[torch.as_tensor(idx)],
-                      self.errors)
+                      self.failures)
 
 
-def _images(cohort, ids, masks, image_size, fov_mm, include_nodes, ring_mm, organ_mask_dirs, errors, progress):
+def _images(cohort, ids, masks, image_size, fov_mm, include_nodes, ring_mm, organ_mask_dirs, failures, progress):
     from survival_head.dm.transforms import image_transforms
 
     tf = image_transforms(image_size, fov_mm, include_nodes, ring_mm, organ_mask_dirs)
@@ -49,8 +54,9 @@ def _images(cohort, ids, masks, image_size, fov_mm, include_nodes, ring_mm, orga
         try:
             out[pid] = tf({"PatientID": pid, "ct": str(cohort.patients[pid].ct), "mask": str(masks[pid])})["image"]
         except Exception as exc:  # noqa: BLE001 - one bad patient must not stop the batch
-            errors[pid] = str(exc) if pid in str(exc) else f"[{pid}] {exc}"
-            log.error("image crop failed: %s", errors[pid])
+            failures.append(failure(pid, f"{cohort.patients[pid].ct} / {masks[pid]}",
+                                    str(exc) if pid in str(exc) else f"[{pid}] {exc}"))
+            log.error("image crop failed: %s", failures[-1]["error"])
     return out
 
 
@@ -70,7 +76,7 @@ def load_dm_data(
     require_labels: bool = True,
     progress: bool = True,
 ) -> DMData:
-    """Read a cohort into :class:`DMData`. Patients failing any step are dropped and listed in ``errors``.
+    """Read a cohort into :class:`DMData`. Patients failing any step are dropped and listed in ``failures``.
 
     ``require_labels``: keep only patients with a DM label (training/evaluation); otherwise every
     patient with a CT and a tumour mask (inference).
@@ -84,26 +90,25 @@ def load_dm_data(
         failures = [f for f in cohort.exclusions("dm") if cohort.patients[f["PatientID"]].folder is not None]
     else:
         ids, failures = _inference_ids(cohort, mask_dir is None)
-    errors: dict[str, str] = {f["PatientID"]: f["error"] for f in failures}
     masks = {}
     for pid in ids:
         try:
             masks[pid] = mask_file(pid, cohort.patients[pid].label, mask_dir)
         except RegionError as exc:
-            errors[pid] = str(exc)
+            failures.append(failure(pid, mask_dir or cohort.patients[pid].label, str(exc)))
     ids = [i for i in ids if i in masks]
     if not ids:
         raise ValueError(f"no usable patients in {cohort_dir} ({'with a DM label, ' if require_labels else ''}"
-                         f"CT and tumour mask); problems: {list(errors.values())[:3]}")
+                         f"CT and tumour mask); problems: {[f['error'] for f in failures[:3]]}")
     rad = extract_cohort(cohort_dir, radiomics_cache, workers, scheduler, mask_dir, params=radiomics_params,
                          include_nodes=include_nodes, ring_mm=ring_mm, ids=ids, progress=progress)
-    errors.update(rad.attrs.get("errors", {}))
+    failures += rad.attrs.get("failures", [])
     imgs = _images(cohort, [i for i in ids if i in rad.index], masks, image_size, fov_mm, include_nodes, ring_mm,
-                   organ_mask_dirs, errors, progress)
+                   organ_mask_dirs, failures, progress)
     ids = [i for i in ids if i in imgs]
     clin = cohort.clinical.reindex(ids)
     y = clin[schema.DM].astype(float).astype(int).to_numpy() if require_labels else None
-    return DMData(ids, y, clin, rad.loc[ids], torch.stack([imgs[i] for i in ids]), errors, failures)
+    return DMData(ids, y, clin, rad.loc[ids], torch.stack([imgs[i] for i in ids]), failures)
 
 
 def _inference_ids(cohort, need_label: bool) -> tuple[list[str], list[dict]]:
@@ -122,8 +127,8 @@ def _inference_ids(cohort, need_label: bool) -> tuple[list[str], list[dict]]:
         if rec.ct is None and not bad:
             bad = [p for p in cohort.problems_for(pid) if p.code == "missing_ct"]
         if bad:
-            failures.append({"PatientID": pid, "file": bad[0].file,
-                             "error": "; ".join(f"{Path(p.file).name if p.file else ''}: {p.message}" for p in bad)})
+            failures.append(failure(pid, bad[0].file, "; ".join(f"{Path(p.file).name if p.file else ''}: {p.message}"
+                                                                for p in bad)))
         elif rec.ct is not None:
             ids.append(pid)
     return ids, failures

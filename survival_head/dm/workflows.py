@@ -129,8 +129,7 @@ def predict(
     warnings = {}
     if "clinical" in fitted.modalities:
         data, warnings = _clinical_gate(data, dataset_dir, allow_missing_clinical)
-    failures = list(data.failures) + [{"PatientID": pid, "file": None, "error": msg} for pid, msg in
-                                      data.errors.items() if pid not in {f["PatientID"] for f in data.failures}]
+    failures = list(data.failures)
     write_json_atomic(out / "failures.json", failures)
     if not data.ids:
         raise NothingPredicted(f"no patient of {dataset_dir} could be predicted ({len(failures)} rejected, listed "
@@ -152,14 +151,12 @@ def predict(
 
 
 def _clinical_gate(data: DMData, dataset_dir, allow_missing: bool) -> tuple[DMData, dict]:
-    """Drop (into ``data.errors``/``failures``) or flag patients without a clinical row; the model uses one."""
+    """Drop (into ``data.failures``) or flag patients without a clinical row; the model uses one."""
     from hnc_core.guards import clinical_gate
     from hnc_core.identity import read_cohort
 
     kept, warnings, refused = clinical_gate(read_cohort(dataset_dir, check_images=False), data.ids, allow_missing,
                                             "DM model")
-    for f in refused:
-        data.errors[f["PatientID"]] = f["error"]
     data.failures.extend(refused)
     if not kept:
         data.ids = []

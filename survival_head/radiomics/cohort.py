@@ -2,13 +2,12 @@
 
 Each patient's features are cached as ``CACHE/<PatientID>.json`` together with a key that hashes
 the params, region settings and the CT and mask file contents: a re-run skips patients whose key
-matches and recomputes the others. A failing patient is reported (log + ``df.attrs["errors"]``) and
+matches and recomputes the others. A failing patient is reported (log + ``df.attrs["failures"]``) and
 the rest go on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,7 +19,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hnc_core import schema
-from hnc_core.hashing import sha256_file
+from hnc_core.failures import by_patient, failure
+from hnc_core.identity import cache_key as _files_key
 from hnc_core.io import write_json_atomic
 
 from survival_head.radiomics.extract import load_params, params_digest
@@ -42,10 +42,10 @@ class Job:
 
 
 def cache_key(params: dict, ct: str, mask: str, include_nodes: bool, ring_mm: float) -> str:
-    """Hash of everything that determines a patient's features."""
-    parts = [params_digest(params), sha256_file(ct), sha256_file(mask), str(bool(include_nodes)), f"{float(ring_mm):.4f}",
-             "ring=tissue"]  # ring definition version: ring restricted to tissue (air excluded)
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+    """Key of everything that determines a patient's features (:func:`hnc_core.identity.cache_key`)."""
+    return _files_key((ct, mask), {"params": params_digest(params), "include_nodes": bool(include_nodes),
+                                   "ring_mm": round(float(ring_mm), 4)},
+                      version="radiomics-2 ring=tissue")  # ring definition: restricted to tissue (air excluded)
 
 
 def run_job(job: Job) -> tuple[str, dict | None, str | None]:
@@ -73,26 +73,26 @@ def _read_cache(path: Path, key: str) -> dict | None:
 
 
 def build_jobs(cohort_dir, params: dict, mask_dir=None, include_nodes=True, ring_mm=8.0, ids=None):
-    """Jobs for the DM-usable patients of ``cohort_dir`` (or ``ids``), plus errors found while building them."""
+    """Jobs for the DM-usable patients of ``cohort_dir`` (or ``ids``), plus failure records of those that cannot be."""
     from hnc_core.identity import read_cohort
     from survival_head.dm.regions import RegionError, mask_file
 
     cohort = read_cohort(cohort_dir, check_images=False)
     wanted = list(ids) if ids is not None else sorted(cohort.patients)
-    jobs, errors = [], {}
+    jobs, failures = [], []
     for pid in wanted:
         rec = cohort.patients.get(pid)
         if rec is None or rec.ct is None:
-            errors[pid] = f"[{pid}] no CT image in {cohort_dir}"
+            failures.append(failure(pid, rec.folder if rec else cohort_dir, f"[{pid}] no CT image in {cohort_dir}"))
             continue
         try:
             mask = mask_file(pid, rec.label, mask_dir)
         except RegionError as exc:
-            errors[pid] = str(exc)
+            failures.append(failure(pid, getattr(exc, "filename", None) or mask_dir or rec.label, str(exc)))
             continue
         key = cache_key(params, str(rec.ct), str(mask), include_nodes, ring_mm)
         jobs.append(Job(pid, str(rec.ct), str(mask), params, include_nodes, float(ring_mm), key))
-    return jobs, errors
+    return jobs, failures
 
 
 def extract_cohort(
@@ -125,12 +125,13 @@ def extract_cohort(
 
     Returns:
         DataFrame indexed by PatientID, one column per feature (``2 x 1,502`` for the full params);
-        ``df.attrs["errors"]`` maps failed PatientIDs to messages.
+        ``df.attrs["failures"]``: failure records ``{"PatientID", "file", "error"}`` of the patients left out
+        (``df.attrs["errors"]``: the same as ``{PatientID: error}``).
     """
     params = params if isinstance(params, dict) else load_params(params)
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    jobs, errors = build_jobs(cohort_dir, params, mask_dir, include_nodes, ring_mm, ids)
+    jobs, failures = build_jobs(cohort_dir, params, mask_dir, include_nodes, ring_mm, ids)
     rows: dict[str, dict] = {}
     todo = []
     for job in jobs:
@@ -147,14 +148,14 @@ def extract_cohort(
             results = _run_local(todo, workers, progress)
         for job, (pid, feats, err) in results:
             if err is not None:
-                errors[pid] = err
+                failures.append(failure(pid, f"{job.ct} / {job.mask}", err))
                 log.error("radiomics failed: %s", err)
                 continue
             write_json_atomic(cache / f"{pid}.json", {"patient_id": pid, "key": job.key, "features": feats})
             rows[pid] = feats
     df = pd.DataFrame.from_dict(rows, orient="index").sort_index()
     df.index.name = schema.PATIENT_ID
-    df.attrs["errors"] = errors
+    df.attrs["failures"], df.attrs["errors"] = failures, by_patient(failures)
     return df
 
 

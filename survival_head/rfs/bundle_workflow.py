@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hnc_core.failures import from_exception, log_failures
 from survival_head.io.bundle_paths import guarded as _guarded
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ class CohortDatalist:
         if needs_clinical:
             ids, self.warnings, refused = clinical_gate(cohort, ids, allow_missing_clinical, "RFS fusion model")
             self.failures += refused
-        for f in self.failures:
-            log.error("excluded patient %s (%s): %s", f["PatientID"], f["file"], f["error"])
+        log_failures(self.failures, log)
         self.items = []
         for pid in ids:
             rec = cohort.patients[pid]
@@ -71,11 +71,9 @@ class PreprocessedDataset(torch.utils.data.Dataset):
             try:
                 out = transform(dict(item))
             except Exception as exc:  # noqa: BLE001 - report the patient, go on with the cohort
-                err = exc.__cause__ if type(exc).__name__ == "RuntimeError" and exc.__cause__ else exc
-                file = getattr(err, "filename", None) or (item.get("image") or ["?"])[0]
-                msg = str(err) if str(pid) in str(err) else f"patient {pid}: {err}"
-                log.error("excluded patient %s (%s): %s", pid, file, msg)
-                self.failures.append({"PatientID": pid, "file": str(file), "error": msg})
+                rec = from_exception(pid, exc, item.get("image") or ())
+                log_failures([rec], log)
+                self.failures.append(rec)
                 continue
             out.pop("crop_meta", None)
             self.items.append(out)
@@ -218,8 +216,7 @@ class KFoldTrainer:
     def run(self) -> dict:
         from survival_head.rfs.export import train_and_export
 
-        for f in self.dataset.failures:
-            log.error("excluded patient %s (%s): %s", f["PatientID"], f["file"], f["error"])
+        log_failures(self.dataset.failures, log)
         return train_and_export(self.meta_file, self.inference_file, cohort_dir=self.dataset.cohort.root,
                                 models_dir=self.models_dir, max_epochs=self.max_epochs,
                                 ids=[it["id"] for it in self.dataset.items], **self.train_kwargs)

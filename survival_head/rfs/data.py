@@ -8,8 +8,6 @@ Patients that cannot be used are never dropped silently: each becomes a failure 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,8 @@ import pandas as pd
 import torch
 
 from hnc_core.cohort import Cohort
-from hnc_core.identity import read_cohort
+from hnc_core.failures import from_exception, log_failures
+from hnc_core.identity import cache_key, read_cohort
 from hnc_core.io import atomic_path
 from survival_head.rfs.transforms import BOX_MM, rfs_preprocessing
 
@@ -52,11 +51,7 @@ def cohort_exclusions(cohort: Cohort, task: str) -> list[dict]:
 
 
 def _cache_key(pid: str, ct: Path, pet: Path, params: dict) -> str:
-    parts = [pid, CACHE_VERSION, json.dumps(params, sort_keys=True)]
-    for p in (ct, pet):
-        st = Path(p).stat()
-        parts += [str(Path(p).resolve()), st.st_size, st.st_mtime_ns]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+    return cache_key((ct, pet), {**params, "patient": pid}, version=f"rfs-preprocess-{CACHE_VERSION}")
 
 
 def preprocess_patient(pid: str, ct: Path, pet: Path, image_size: int, cache_dir: Path | None = None,
@@ -101,20 +96,11 @@ def load_patient_images(cohort_dir: str | Path, image_size: int, task: str = "rf
             images[pid] = preprocess_patient(pid, rec.ct, rec.pet, image_size, cache_dir)
         except Exception as exc:  # noqa: BLE001 - report the patient, go on with the batch
             failures.append(_failure(pid, rec, exc))
-    for f in failures:
-        log.error("excluded patient %s (%s): %s", f["PatientID"], f["file"], f["error"])
+    log_failures(failures, log)
     ok = [pid for pid in ids if pid in images]
     return LoadedCohort(cohort=cohort, ids=ok, images=images, failures=failures)
 
 
 def _failure(pid: str, rec, exc: Exception) -> dict:
     """Failure record naming the file and the root cause, not MONAI's "applying transform <repr>" wrapper."""
-    root = exc
-    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
-        root = root.__cause__ or root.__context__
-    text = str(root).strip().splitlines()
-    reason = next((ln for ln in text if "error" in ln.lower()), text[-1] if text else type(root).__name__)
-    said = f"{exc} {root}"
-    named = [str(f) for f in (rec.ct, rec.pet) if f is not None and Path(f).name in said]
-    file = getattr(root, "filename", None) or (named[0] if named else f"{rec.ct} / {rec.pet}")
-    return {"PatientID": pid, "file": str(file), "error": f"preprocessing failed: {reason.strip()[:300]}"}
+    return from_exception(pid, exc, (rec.ct, rec.pet), what="preprocessing failed")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hnc_core import schema
+from hnc_core.failures import failure
 from hnc_core.io import write_json_atomic
 from survival_head.evaluation.survival_metrics import harrell_c, harrell_c_ci, integrated_brier, uno_c
 
@@ -25,8 +26,8 @@ def split_by_outcome(data) -> tuple[list[str], list[dict]]:
     for pid in data.ids:
         rec = data.cohort.patients[pid]
         if rec.rfs_days is None or rec.relapse is None:
-            missing.append({"PatientID": pid, "file": str(data.cohort.clinical_csv or "clinical CSV"),
-                            "error": "no outcome (RFS / Relapse) for this patient: predicted, not evaluated"})
+            missing.append(failure(pid, data.cohort.clinical_csv or "clinical CSV",
+                                   "no outcome (RFS / Relapse) for this patient: predicted, not evaluated"))
         else:
             ok.append(pid)
     return ok, missing
