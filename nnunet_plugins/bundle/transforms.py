@@ -17,12 +17,12 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from hnc_core.guards import NothingPredicted, check_output_dir, check_output_file
+from hnc_core.guards import NothingPredicted, bundle_entry, check_output_dir, check_output_file
 from hnc_core.io import write_image_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CaseFolder", "AtomicSaveImage", "AtomicSaveImaged", "case_id_of"]
+__all__ = ["CaseFolder", "case_folder", "AtomicSaveImage", "AtomicSaveImaged", "case_id_of"]
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})\.nii(\.gz)?$")
 
@@ -68,11 +68,20 @@ class CaseFolder:
             raise NothingPredicted(f"no CASE_0000.nii.gz ... CASE_{n_channels - 1:04d}.nii.gz files in {root}")
 
     def finish(self, output_dir: str | Path) -> None:
-        """After the run: ``failures.json`` in ``output_dir`` if any case was skipped; error if none ran."""
+        """After the run: ``failures.json`` in ``output_dir`` if any case was skipped; one ``error:`` line and
+        exit status 1 if none ran."""
+        bundle_entry(self._finish)(output_dir)
+
+    def _finish(self, output_dir: str | Path) -> None:
         if self.failures:
             write_json_atomic(Path(output_dir) / "failures.json", self.failures)
         if not self.items:
             raise NothingPredicted(f"no case could be predicted; see {Path(output_dir) / 'failures.json'}")
+
+
+def case_folder(dataset_dir: str | Path, n_channels: int = 2) -> CaseFolder:
+    """:class:`CaseFolder`; a missing or empty input folder ends the bundle run with one ``error:`` line."""
+    return bundle_entry(CaseFolder)(dataset_dir, n_channels)
 
 
 class AtomicSaveImage(Transform):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from hnc_core.bundle_paths import config_bundle_root
 
