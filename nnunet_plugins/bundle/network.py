@@ -41,6 +41,25 @@ def spacing_from_affine(affine) -> list[float]:
     return [float(v) for v in np.linalg.norm(a[:3, :3], axis=0)]
 
 
+def verify_models(models_dir: Path) -> None:
+    """Check every file ``models/manifest.json`` lists against its sha256 (written by the export); a modified
+    file is an error. Without a manifest (files placed by hand) a warning is logged."""
+    import logging
+
+    from hnc_core.hashing import sha256_file
+
+    manifest = models_dir / "manifest.json"
+    if not manifest.is_file():
+        logging.getLogger(__name__).warning("%s: no manifest.json, weights not verified", models_dir)
+        return
+    for name, digest in json.loads(manifest.read_text())["files"].items():
+        if not (models_dir / name).is_file():
+            raise FileNotFoundError(f"{models_dir / name} listed in manifest.json is missing")
+        if sha256_file(models_dir / name) != digest:
+            raise RuntimeError(f"{models_dir / name} differs from the exported file (sha256 in manifest.json); "
+                               f"re-export the fold")
+
+
 def _trainer_class(name: str):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -61,7 +80,8 @@ class HecMambaBundleNet(torch.nn.Module):
     """nnU-Net fold of ``models_dir`` behind a MONAI network interface.
 
     Args:
-        models_dir: the bundle's ``models/`` (``plans.json``, ``dataset.json``, ``nnunet_checkpoint.pth``).
+        models_dir: the bundle's ``models/`` (``plans.json``, ``dataset.json``, ``nnunet_checkpoint.pth``; with the
+            export's ``manifest.json`` every file, ``model.pt`` included, is checked against its sha256 first).
         use_mirroring: nnU-Net's test-time mirroring (``nnUNetv2_predict`` default; ``--disable_tta`` = False).
             The trainer's ``inference_allowed_mirroring_axes`` still apply.
         tile_step_size: sliding-window step as a fraction of the patch (nnU-Net default 0.5).
@@ -85,6 +105,7 @@ class HecMambaBundleNet(torch.nn.Module):
         if missing:
             raise FileNotFoundError(f"{models_dir}: missing {missing}; export a trained fold with "
                                     f"`python -m nnunet_plugins.bundle.export FOLD_DIR BUNDLE_DIR`")
+        verify_models(models_dir)
         self.dataset_json = json.loads((models_dir / "dataset.json").read_text())
         self.plans_manager = PlansManager(json.loads((models_dir / "plans.json").read_text()))
         ckpt = load_nnunet_checkpoint(models_dir / "nnunet_checkpoint.pth")
