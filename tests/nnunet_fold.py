@@ -37,7 +37,7 @@ def _run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
     return res
 
 
-def _crop_around_tumour(cohort: Path, size_xyz=CROP_XYZ) -> None:
+def crop_around_tumour(cohort: Path, size_xyz=CROP_XYZ) -> None:
     """Crop every CT and label to ``size_xyz`` voxels around the label's centre (same index box, so the label
     stays on the CT grid; SimpleITK keeps the physical position). PET is left as is: the converter resamples
     it onto the cropped CT grid."""
@@ -67,7 +67,7 @@ def nnunet_pipeline(tmp_path_factory):
     env = _env(root)
     cohort = root / "cohort"
     generate_cohort(cohort, n=6, seed=3, size="small", progress=False)
-    _crop_around_tumour(cohort)
+    crop_around_tumour(cohort)
     unlabelled = sorted(p for p in cohort.iterdir() if p.is_dir())[-1]
     (unlabelled / f"{unlabelled.name}.nii.gz").unlink()  # -> imagesTs
     out = {"root": root, "env": env, "test_id": unlabelled.name}

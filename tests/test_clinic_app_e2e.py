@@ -3,7 +3,9 @@
 * Segmentation: the real ``bundles/hecmamba_petct_segmentation``, exported (``python -m
   nnunet_plugins.bundle.export``) from the session's tiny trained HecMamba fold (tests/nnunet_fold.py). Its label
   map on the NIfTI twin (``monai.bundle run inference.json``) is the reference the DICOM SEG, read back with
-  highdicom onto the CT grid, must match.
+  highdicom onto the CT grid, must match. The study's CT is cropped to 64x64x32 voxels around the tumour, the
+  field the tiny fold was trained on (on the whole 128x128x48 volume its 20-iteration model labels a third of
+  the head, and the DM stage's radiomics on that mask take minutes).
 * RFS: the real ``bundles/hecktor_rfs_fusion`` trained tiny by its own ``train.json`` (12 patients, 24^3,
   2 folds, 2 epochs); the app's risk must equal ``monai.bundle run inference.json`` on the NIfTI twin of
   the same patient, given as the app feeds the bundle (PET on the CT grid, the stock operator's contract).
@@ -28,6 +30,8 @@ hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
 sitk = pytest.importorskip("SimpleITK")
 
+from nnunet_fold import CROP_XYZ, crop_around_tumour
+
 ROOT = Path(__file__).resolve().parents[1]
 PID = "CHUP-001"
 SIZE = 24
@@ -48,6 +52,8 @@ def setup(tmp_path_factory, nnunet_pipeline) -> dict:
 
     root = tmp_path_factory.mktemp("clinic_e2e")
     generate_cohort(root / "nifti", n=2, seed=0, progress=False)
+    # the CT cropped around the tumour, as the tiny fold was trained (64x64x32): its masks stay tumour-sized
+    crop_around_tumour(root / "nifti")
     generate_cohort(root / "train", n=12, seed=11, progress=False)
     info = write_patient_study(root / "nifti", PID, root / "study", seed=0)
     bundles = root / "bundles"
@@ -129,7 +135,7 @@ def test_dicom_seg_reads_back_onto_the_ct_grid(setup):
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == setup["info"]["CT"]
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["GTVp", "GTVn"]
     expected = setup["twin_labels"]
-    assert labels.shape == expected.shape == (len(cts), cts[0].Rows, cts[0].Columns)
+    assert labels.shape == expected.shape == (len(cts), cts[0].Rows, cts[0].Columns) == CROP_XYZ[::-1]
     assert set(np.unique(expected)) == {0, 1, 2}
     assert (labels != expected).mean() < 1e-3
     rep = json.loads((setup["out"] / "report.json").read_text())
