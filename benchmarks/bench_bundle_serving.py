@@ -4,7 +4,9 @@ app (stock ``MonaiBundleInferenceOperator``), same patients, one run each, measu
     python benchmarks/bench_bundle_serving.py --bundle BUNDLE --cohort COHORT
 
 ``BUNDLE`` is a trained copy of ``bundles/hecktor_rfs_fusion`` (``--kind rfs``) or ``bundles/hnscc_distant_metastasis``
-(``--kind dm``; both paths extract the radiomics, the CLI into a fresh cache) with ``models/model.ts``; ``COHORT`` a
+(``--kind dm``; both paths extract the radiomics, the CLI into a fresh cache) with ``models/model.ts``, or of
+``bundles/hecmamba_petct_segmentation`` (``--kind seg``: ``models/`` exported from an nnU-Net fold; ``COHORT`` an
+nnU-Net image folder, CT ``_0000`` + PET on the CT grid ``_0001``; label maps compared voxel by voxel); ``COHORT`` a
 HECKTOR-layout folder whose PET is already on the CT grid (RFS) (what a DICOM front end hands to the Deploy app; the script
 writes such a copy when ``--resample-pet`` is given). Both commands run in subprocesses (the Deploy app
 under ``ulimit -s 32768``); wall time includes start-up, model loading, reading and preprocessing.
@@ -33,7 +35,7 @@ def _timed(cmd: str) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--kind", choices=["rfs", "dm"], default="rfs")
+    p.add_argument("--kind", choices=["rfs", "dm", "seg"], default="rfs")
     p.add_argument("--cohort", required=True, type=Path)
     p.add_argument("--resample-pet", action="store_true", help="copy the cohort with PET resampled onto the CT grid")
     a = p.parse_args()
@@ -52,10 +54,25 @@ def main() -> None:
                 sitk.WriteImage(pet_on_ct(ct, sitk.ReadImage(str(pt), sitk.sitkFloat32)), str(pt))
         py = sys.executable
         extra = f" --radiomics_cache {tmp}/fresh_cache" if a.kind == "dm" else ""  # both paths extract radiomics
+        extra += "" if a.kind == "seg" else " --batch_size 1 --progress False"
         cli = _timed(f"{py} -W ignore -m monai.bundle run --config_file {a.bundle}/configs/inference.json "
-                     f"--dataset_dir {cohort} --output_dir {tmp}/cli --batch_size 1 --progress False{extra}")
+                     f"--dataset_dir {cohort} --output_dir {tmp}/cli{extra}")
+        model = a.bundle if a.kind == "seg" else f"{a.bundle}/models/model.ts"
         dep = _timed(f"ulimit -s 32768 && {py} -W ignore -m hnc_petct.deploy.bundle_app {a.kind} "
-                     f"--model {a.bundle}/models/model.ts --cohort {cohort} --out {tmp}/deploy.json")
+                     f"--model {model} --cohort {cohort} --out {tmp}/deploy{'' if a.kind == 'seg' else '.json'}")
+        if a.kind == "seg":
+            import numpy as np
+            import SimpleITK as sitk
+
+            cases = sorted((tmp / "cli").glob("*.nii.gz"))
+            n = len(cases)
+            agree = [float(np.mean(sitk.GetArrayFromImage(sitk.ReadImage(str(c))) ==
+                                   sitk.GetArrayFromImage(sitk.ReadImage(str(tmp / "deploy" / c.name)))))
+                     for c in cases]
+            print(json.dumps({"patients": n, "bundle_cli_s_per_patient": round(cli / n, 3),
+                              "deploy_app_s_per_patient": round(dep / n, 3), "deploy_over_cli": round(dep / cli, 2),
+                              "min_voxel_agreement": min(agree)}))
+            return
         if a.kind == "dm":
             import pandas as pd
 

@@ -24,3 +24,7 @@ def cohort_copy(tiny_cohort, tmp_path) -> Path:
     dst = tmp_path / "cohort"
     shutil.copytree(tiny_cohort, dst)
     return dst
+
+
+# the session's one tiny trained HecMamba nnU-Net fold (real nnU-Net CLIs), shared by every test that needs it
+from nnunet_fold import nnunet_pipeline  # noqa: E402,F401

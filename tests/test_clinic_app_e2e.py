@@ -1,12 +1,15 @@
 """Clinic app end to end on a synthetic DICOM study: stock bundle operators -> DICOM SEG, report.json, SR.
 
+* Segmentation: the real ``bundles/hecmamba_petct_segmentation``, exported (``python -m
+  nnunet_plugins.bundle.export``) from the session's tiny trained HecMamba fold (tests/nnunet_fold.py). Its label
+  map on the NIfTI twin (``monai.bundle run inference.json``) is the reference the DICOM SEG, read back with
+  highdicom onto the CT grid, must match. The study's CT is cropped to 64x64x32 voxels around the tumour, the
+  field the tiny fold was trained on (on the whole 128x128x48 volume its 20-iteration model labels a third of
+  the head, and the DM stage's radiomics on that mask take minutes).
 * RFS: the real ``bundles/hecktor_rfs_fusion`` trained tiny by its own ``train.json`` (12 patients, 24^3,
   2 folds, 2 epochs); the app's risk must equal ``monai.bundle run inference.json`` on the NIfTI twin of
   the same patient, given as the app feeds the bundle (PET on the CT grid, the stock operator's contract).
-* Segmentation: a *geometry fixture* bundle (:class:`RuleSegmenter`, TorchScript, not HecMamba: SUV > 4
-  -> GTVp where CT > 50 HU, else GTVn). Its label map is known from the NIfTI twin, so the test pins that
-  the DICOM SEG written by the stock writer reads back with highdicom exactly onto the CT grid. The
-  HecMamba bundle itself runs in the app through the same operator (see docs/clinic_app.md).
+* DM: the real ``bundles/hnscc_distant_metastasis`` (tiny), against its bundle run with the app's mask.
 """
 
 from __future__ import annotations
@@ -21,66 +24,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("monai.deploy")
 hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
 sitk = pytest.importorskip("SimpleITK")
 
+from nnunet_fold import CROP_XYZ, crop_around_tumour
+
 ROOT = Path(__file__).resolve().parents[1]
 PID = "CHUP-001"
 SIZE = 24
 
 
-class RuleSegmenter(torch.nn.Module):
-    """(B, 2, W, H, D) [CT HU, SUV] -> (B, 3, W, H, D) one-hot: SUV > 4 -> GTVp if CT > 50 HU else GTVn."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hot = (x[:, 1:2] > 4.0).float()
-        gtvp = hot * (x[:, 0:1] > 50.0).float()
-        return torch.cat([1.0 - hot, gtvp, hot - gtvp], dim=1)
-
-
-def rule_labels(ct_hu: np.ndarray, suv: np.ndarray) -> np.ndarray:
-    return np.where(suv > 4.0, np.where(ct_hu > 50.0, 1, 2), 0).astype(np.uint8)
-
-
-def _write_rule_bundle(path: Path) -> Path:
-    (path / "configs").mkdir(parents=True)
-    (path / "models").mkdir()
-    torch.jit.script(RuleSegmenter()).save(str(path / "models" / "model.ts"))
-    (path / "configs" / "inference.json").write_text(json.dumps({
-        "device": "$torch.device('cpu')",
-        "preprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"}]},
-        "inferer": {"_target_": "SimpleInferer"},
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]},
-    }))
-    (path / "configs" / "metadata.json").write_text(json.dumps({
-        "version": "0.0.0", "name": "geometry fixture (SUV threshold rule, not HecMamba)",
-        "network_data_format": {
-            "inputs": {"image": {"type": "image", "num_channels": 2, "spatial_shape": [128, 128, 48]}},
-            "outputs": {"pred": {"type": "image", "num_channels": 1, "spatial_shape": [128, 128, 48],
-                                 "channel_def": {"0": "background", "1": "GTVp", "2": "GTVn"}}}}}))
-    return path
-
-
 def _run(cmd, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", **kw.pop("env", {})}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", "nnUNet_def_n_proc": "1",
+           **kw.pop("env", {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=kw.pop("timeout", 900), **kw)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict:
+def setup(tmp_path_factory, nnunet_pipeline) -> dict:
     from hnc_core.dicom_synth import write_patient_study
     from hnc_core.synth import generate_cohort
 
     root = tmp_path_factory.mktemp("clinic_e2e")
     generate_cohort(root / "nifti", n=2, seed=0, progress=False)
+    # the CT cropped around the tumour, as the tiny fold was trained (64x64x32): its masks stay tumour-sized
+    crop_around_tumour(root / "nifti")
     generate_cohort(root / "train", n=12, seed=11, progress=False)
     info = write_patient_study(root / "nifti", PID, root / "study", seed=0)
     bundles = root / "bundles"
@@ -96,7 +69,10 @@ def setup(tmp_path_factory) -> dict:
           str(root / "cache"), "--image_size", str(SIZE), "--max_epochs", "2", "--batch_size", "4",
           "--n_folds", "2", "--freeze_backbone", "True", "--progress", "False"], cwd=root)
     assert (rfs / "models" / "model.ts").is_file()
-    seg = _write_rule_bundle(bundles / "hecmamba_petct_segmentation")
+    seg = bundles / "hecmamba_petct_segmentation"
+    shutil.copytree(ROOT / "bundles" / "hecmamba_petct_segmentation", seg, ignore=shutil.ignore_patterns("models"))
+    _run([sys.executable, "-W", "ignore", "-m", "nnunet_plugins.bundle.export", str(nnunet_pipeline["fold_dir"]),
+          str(seg)], cwd=root)
     # The NIfTI twin in the form the app feeds the bundles: PET resampled (linear) onto the CT grid.
     twin = root / "twin_on_ct"
     (twin / PID).mkdir(parents=True)
@@ -114,12 +90,32 @@ def setup(tmp_path_factory) -> dict:
           str(root / "rfs_nifti"), "--progress", "False"], cwd=root)
     bundle_risk = {r["PatientID"]: r["Prediction"]
                    for r in json.loads((root / "rfs_nifti" / "predictions.json").read_text())}[PID]
+    # the segmentation bundle on the twin, in nnU-Net's input layout (CT _0000, PET on the CT grid _0001)
+    seg_in = root / "seg_in"
+    seg_in.mkdir()
+    shutil.copy(twin / PID / f"{PID}__CT.nii.gz", seg_in / f"{PID}_0000.nii.gz")
+    shutil.copy(twin / PID / f"{PID}__PT.nii.gz", seg_in / f"{PID}_0001.nii.gz")
+    _run([sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file",
+          str(seg / "configs" / "inference.json"), "--dataset_dir", str(seg_in), "--output_dir",
+          str(root / "seg_nifti")], cwd=root)
+    twin_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "seg_nifti" / f"{PID}.nii.gz")))
     out = root / "out"
     env = {"HNC_CLINIC_MODELS": "segmentation,rfs"}  # the DM stage waits for the DM bundle's model.ts
     app = _run(["bash", "-c", f'ulimit -s 32768 && exec "{sys.executable}" -m hnc_petct.clinic_app '
                 f'-i "{root / "study"}" -o "{out}" -m "{bundles}" -l WARN'], env=env, cwd=root)
     return {"root": root, "out": out, "info": info, "bundle_risk": bundle_risk, "rfs": rfs, "seg": seg,
-            "ct": ct, "pet_ct": pet_ct, "app_log": app.stderr}
+            "ct": ct, "pet_ct": pet_ct, "twin_labels": twin_labels, "app_log": app.stderr}
+
+
+def _seg_labels(out: Path, study: Path) -> tuple[np.ndarray, list]:
+    """The app's DICOM SEG read back with highdicom as a (slices, rows, columns) label map on the CT grid."""
+    seg = hd.seg.segread(next((out / "seg").glob("*.dcm")))
+    cts = sorted((pydicom.dcmread(f) for f in (study / "CT").glob("*.dcm")),
+                 key=lambda d: float(d.ImagePositionPatient[2]))
+    labels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[d.SOPInstanceUID for d in cts], combine_segments=True,
+        skip_overlap_checks=True, ignore_spatial_locations=True)
+    return np.asarray(labels), cts
 
 
 @pytest.mark.slow
@@ -132,22 +128,23 @@ def test_outputs_complete_and_nothing_staged(setup):
 
 @pytest.mark.slow
 def test_dicom_seg_reads_back_onto_the_ct_grid(setup):
+    """The HecMamba bundle's labels, through the stock operator and DICOM SEG writer, equal its bundle run on the
+    NIfTI twin (SUV from DICOM is within 1e-4 of the twin, so only voxels at a decision boundary may flip)."""
     seg = hd.seg.segread(next((setup["out"] / "seg").glob("*.dcm")))
-    cts = sorted((pydicom.dcmread(f) for f in (setup["root"] / "study" / "CT").glob("*.dcm")),
-                 key=lambda d: float(d.ImagePositionPatient[2]))
+    labels, cts = _seg_labels(setup["out"], setup["root"] / "study")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == setup["info"]["CT"]
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["GTVp", "GTVn"]
-    labels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[d.SOPInstanceUID for d in cts], combine_segments=True,
-        skip_overlap_checks=True, ignore_spatial_locations=True)
-    expected = rule_labels(sitk.GetArrayFromImage(setup["ct"]), sitk.GetArrayFromImage(setup["pet_ct"]))
-    assert labels.shape == expected.shape == (len(cts), cts[0].Rows, cts[0].Columns)
+    expected = setup["twin_labels"]
+    assert labels.shape == expected.shape == (len(cts), cts[0].Rows, cts[0].Columns) == CROP_XYZ[::-1]
     assert set(np.unique(expected)) == {0, 1, 2}
-    # SUV from DICOM is within 1e-4 of the twin: only voxels at the 4.0 threshold itself may flip
-    assert (labels != expected).mean() < 1e-4
+    assert (labels != expected).mean() < 1e-3
     rep = json.loads((setup["out"] / "report.json").read_text())
     vox_ml = float(np.prod(setup["ct"].GetSpacing())) / 1000
     assert rep["segmentation"]["volume_ml"]["GTVp"] == pytest.approx((labels == 1).sum() * vox_ml, abs=1e-3)
+    model_pt = setup["seg"] / "models" / "model.pt"
+    assert rep["segmentation"]["model"]["model_file"] == "models/model.pt"
+    assert rep["segmentation"]["model"]["model_sha256"] == hashlib.sha256(model_pt.read_bytes()).hexdigest()
+    assert rep["segmentation"]["model"]["name"] == "HecMamba PET/CT GTV segmentation"
 
 
 @pytest.mark.slow
@@ -193,11 +190,10 @@ def test_dm_probability_equals_the_bundle_on_the_nifti_twin(setup, tmp_path):
     _run(["bash", "-c", f'ulimit -s 32768 && exec "{sys.executable}" -m hnc_petct.clinic_app '
           f'-i "{root / "study"}" -o "{out}" -m "{root / "bundles"}" -l WARN'], cwd=root)
     rep = json.loads((out / "report.json").read_text())
-    # the bundle CLI on the NIfTI twin, with the app's predicted mask (the fixture rule) as its mask
+    # the bundle CLI on the NIfTI twin, with the app's predicted mask (its DICOM SEG read back) as its mask
     masks = tmp_path / "masks"
     masks.mkdir()
-    lab = sitk.GetImageFromArray(rule_labels(sitk.GetArrayFromImage(setup["ct"]),
-                                             sitk.GetArrayFromImage(setup["pet_ct"])))
+    lab = sitk.GetImageFromArray(_seg_labels(out, root / "study")[0].astype(np.uint8))
     lab.CopyInformation(setup["ct"])
     sitk.WriteImage(lab, str(masks / f"{PID}.nii.gz"))
     _run([sys.executable, "-W", "ignore", "-m", "monai.bundle", "run", "--config_file",

@@ -220,6 +220,32 @@ def test_model_ts_is_the_whole_dm_model_with_exact_input_format(trained):
     assert list(fmt["radiomics"]["channel_def"].values()) == fitted.selector.selected_
 
 
+def test_documented_export_command_rewrites_the_whole_model(trained, tmp_path):
+    """``python -m survival_head.dm.export BUNDLE`` (the bundle's documented re-export; MONAI's ``ckpt_export``
+    defaults load the fusion net's ``model.pt`` strictly into the whole model and fail) writes a ``model.ts`` that
+    equals the one training wrote (<= 1e-5)."""
+    import torch
+
+    cohort, cache, out = trained
+    bundle = tmp_path / "hnscc_distant_metastasis"
+    shutil.copytree(BUNDLE / "configs", bundle / "configs")
+    shutil.copytree(out / "models", bundle / "models")
+    (bundle / "models" / "model.ts").unlink()
+    proc = subprocess.run([sys.executable, "-m", "survival_head.dm.export", str(bundle)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exported = torch.jit.load(str(bundle / "models" / "model.ts"))
+    reference = torch.jit.load(str(out / "models" / "model.ts"))
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(4, 3, 32, 32, 32, generator=gen)
+    radiomics = torch.randn(4, int(reference.rad_median.shape[0]), generator=gen, dtype=torch.float64)
+    clinical = torch.zeros(4, 10)
+    clinical[:, 0] = torch.tensor([45.0, 60.0, 71.0, float("nan")])
+    with torch.no_grad():
+        got, ref = exported(image, radiomics, clinical), reference(image, radiomics, clinical)
+    assert torch.allclose(got, ref, atol=1e-5, rtol=0) and float(ref.max() - ref.min()) > 0
+
+
 def test_standard_workflow_properties(trained):
     from monai.bundle import ConfigWorkflow
 

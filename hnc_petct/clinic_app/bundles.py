@@ -1,8 +1,10 @@
 """Where the app finds its three MONAI bundles, and what it records about them.
 
-A bundle is a MONAI bundle directory (``configs/metadata.json``, ``configs/inference.json``,
-``models/model.ts``) served by MONAI Deploy's stock ``MonaiBundleInferenceOperator``. Resolution, per
-bundle, first match wins:
+A bundle is a MONAI bundle directory (``configs/metadata.json``, ``configs/inference.json`` and
+``models/model.ts``, or ``models/model.pt`` + the config's ``network``) served by MONAI Deploy's stock
+``MonaiBundleInferenceOperator``, which loads a directory bundle in that order: the outcome bundles ship
+TorchScript, the HecMamba segmentation bundle ``network_def`` (nnU-Net's predictor) + ``model.pt``.
+Resolution, per bundle, first match wins:
 
 1. ``HNC_SEG_BUNDLE`` / ``HNC_RFS_BUNDLE`` / ``HNC_DM_BUNDLE``: a bundle directory;
 2. ``<MODELS>/<bundle folder name>`` where ``MODELS`` is the app's ``-m`` argument (MONAI Deploy's model
@@ -45,7 +47,8 @@ class BundleInfo:
 
     @property
     def model_file(self) -> Path:
-        return self.path / "models" / "model.ts"
+        """The weights the stock operator loads: ``models/model.ts``, else ``models/model.pt``."""
+        return model_file(self.path)
 
     @property
     def inputs(self) -> dict:
@@ -56,10 +59,21 @@ class BundleInfo:
         return self.metadata["network_data_format"]["outputs"]
 
     def record(self) -> dict:
-        """What report.json says about the model: name, version, sha256 of ``models/model.ts``."""
-        return {"bundle": self.slot.folder, "name": self.metadata.get("name", self.slot.folder),
-                "version": self.metadata.get("version"), "path": str(self.path),
-                "model_ts_sha256": sha256_file(self.model_file)}
+        """What report.json says about the model: name, version, the file served and its sha256
+        (``model_ts_sha256`` as well when that file is ``model.ts``, the key of earlier reports)."""
+        digest = sha256_file(self.model_file)
+        rec = {"bundle": self.slot.folder, "name": self.metadata.get("name", self.slot.folder),
+               "version": self.metadata.get("version"), "path": str(self.path),
+               "model_file": f"models/{self.model_file.name}", "model_sha256": digest}
+        if self.model_file.suffix == ".ts":
+            rec["model_ts_sha256"] = digest
+        return rec
+
+
+def model_file(bundle: Path) -> Path:
+    """``models/model.ts`` if present, else ``models/model.pt`` (MONAI Deploy's order for a bundle folder)."""
+    ts = bundle / "models" / "model.ts"
+    return ts if ts.is_file() else bundle / "models" / "model.pt"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -85,13 +99,14 @@ def resolve(slot: BundleSlot, models_dir: str | os.PathLike | None = None) -> Bu
     """The first usable bundle for ``slot``; :class:`StudyInputError` naming every place looked at."""
     tried = []
     for path in candidates(slot, models_dir):
-        meta_file, model = path / "configs" / "metadata.json", path / "models" / "model.ts"
+        meta_file, model = path / "configs" / "metadata.json", model_file(path)
         if not path.is_dir():
             tried.append(f"{path} (no such folder)")
         elif not (path / "configs" / "inference.json").is_file() or not meta_file.is_file():
             tried.append(f"{path} (no configs/metadata.json + configs/inference.json)")
         elif not model.is_file():
-            tried.append(f"{path} (no models/model.ts: train the bundle or export it with ckpt_export)")
+            tried.append(f"{path} (no models/model.ts or models/model.pt: train the bundle, or export it "
+                         f"(ckpt_export; segmentation: python -m nnunet_plugins.bundle.export FOLD_DIR BUNDLE))")
         else:
             meta = json.loads(meta_file.read_text())
             if "network_data_format" not in meta:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.deploy.core import ConditionType, Image, Operator
+from monai.deploy.core import Image
 
 from hnc_core import schema
 from hnc_core.io import write_json_atomic
 
 from .bundles import BundleInfo
 from .errors import StudyInputError
+from .ports import PortsOperator
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,16 @@ def rfs_clinical_set(bundle: BundleInfo) -> str:
     return hits[0]
 
 
-class RfsClinicalOperator(Operator):
+class RfsClinicalOperator(PortsOperator):
     """In: ``clinical`` (record). Out: ``clinical_vector`` (F,) float32 tensor, Age in years (NaN = missing) then
     one-hot blocks with ``Unknown``; the fold encoders inside ``model.ts`` impute and standardise."""
+
+    INPUTS = ("clinical",)
+    OUTPUTS = ("clinical_vector",)
 
     def __init__(self, fragment, *args, clinical_set: str, **kwargs):
         self.clinical_set = clinical_set
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec):
-        spec.input("clinical")
-        spec.output("clinical_vector")
 
     def compute(self, op_input, op_output, context):
         from survival_head.rfs.export import raw_clinical_vector
@@ -91,9 +91,12 @@ def report_text(rep: dict) -> str:
     return "\n".join(lines)
 
 
-class ReportOperator(Operator):
+class ReportOperator(PortsOperator):
     """In: ``series_info``, ``clinical``, ``geometry``, ``seg`` (label Image), ``rfs`` (risk), ``dm`` (probability
     or None). Writes ``report.json`` under ``output_folder``; out: ``text`` for the SR writer."""
+
+    INPUTS = ("series_info", "clinical", "geometry", "seg")  # + rfs, dm when those models run
+    OPTIONAL_OUTPUTS = ("text",)
 
     def __init__(self, fragment, *args, output_folder: Path, bundles: dict[str, BundleInfo],
                  dm_threshold: float | None = None, with_rfs: bool = True, with_dm: bool = True, **kwargs):
@@ -103,14 +106,9 @@ class ReportOperator(Operator):
         self.with_rfs, self.with_dm = with_rfs, with_dm
         super().__init__(fragment, *args, **kwargs)
 
-    def setup(self, spec):
-        for name in ("series_info", "clinical", "geometry", "seg"):
-            spec.input(name)
-        if self.with_rfs:
-            spec.input("rfs")
-        if self.with_dm:
-            spec.input("dm")
-        spec.output("text").condition(ConditionType.NONE)
+    def ports(self):
+        inputs = (*self.INPUTS, *(("rfs",) if self.with_rfs else ()), *(("dm",) if self.with_dm else ()))
+        return inputs, self.OUTPUTS, self.OPTIONAL_OUTPUTS
 
     def compute(self, op_input, op_output, context):
         import monai.deploy
@@ -173,7 +171,7 @@ def dm_model_meta(bundle: BundleInfo) -> dict:
     return meta
 
 
-class DmInputsOperator(Operator):
+class DmInputsOperator(PortsOperator):
     """In: ``image`` (2, W, H, D) [CT HU, SUV], ``seg`` (D, H, W) label map, ``clinical`` (record).
 
     Out, as the DM bundle's ``network_data_format`` declares them (``survival_head.dm.export``), built with
@@ -183,15 +181,12 @@ class DmInputsOperator(Operator):
     ring (NaN = missing); ``clinical_vector`` (10,) raw canonical vector.
     """
 
+    INPUTS = ("image", "seg", "clinical")
+    OUTPUTS = ("dm_image", "radiomics", "clinical_vector")
+
     def __init__(self, fragment, *args, model_meta: dict, selected: list[str], **kwargs):
         self.model_meta, self.selected = model_meta, list(selected)
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec):
-        for name in ("image", "seg", "clinical"):
-            spec.input(name)
-        for name in ("dm_image", "radiomics", "clinical_vector"):
-            spec.output(name)
 
     def compute(self, op_input, op_output, context):
         from survival_head.dm import regions as R

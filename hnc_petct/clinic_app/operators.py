@@ -14,11 +14,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from monai.deploy.core import ConditionType, Image, Operator
+from monai.deploy.core import Image
 
 from . import clinical as clinical_mod
 from . import geometry, suv
 from .errors import StudyInputError
+from .ports import PortsOperator
 from .series_check import CT, PET, _datasets, as_selection, pick
 
 log = logging.getLogger(__name__)
@@ -28,22 +29,19 @@ def _series_of(selection) -> object:
     return selection[0].selected_series[0].series
 
 
-class SeriesCheckOperator(Operator):
+class SeriesCheckOperator(PortsOperator):
     """In: ``dicom_study_list`` (stock loader), ``study_selected_series_list`` (stock selector).
 
     Out: ``ct_series``, ``pet_series`` (one-series ``List[StudySelectedSeries]``), ``series_info`` (dict).
     """
 
+    INPUTS = ("dicom_study_list", "study_selected_series_list")
+    OUTPUTS = ("ct_series", "pet_series")
+    OPTIONAL_OUTPUTS = ("series_info",)
+
     def __init__(self, fragment, *args, input_dir=None, **kwargs):
         self.input_dir = input_dir
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec):
-        spec.input("dicom_study_list")
-        spec.input("study_selected_series_list")
-        spec.output("ct_series")
-        spec.output("pet_series")
-        spec.output("series_info").condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
         studies = op_input.receive("dicom_study_list")
@@ -67,17 +65,15 @@ class SeriesCheckOperator(Operator):
         op_output.emit(info, "series_info")
 
 
-class PetSuvOperator(Operator):
+class PetSuvOperator(PortsOperator):
     """In: ``pet_series`` and ``pet_image`` (stock volume of it). Out: ``suv_image`` (D, H, W) float32 SUVbw.
 
     The pixel values are re-read as float slice by slice: the stock volume operator types the whole
     volume after its first slice, which truncates per-slice-rescaled PET when that slice is integral.
     """
 
-    def setup(self, spec):
-        spec.input("pet_series")
-        spec.input("pet_image")
-        spec.output("suv_image")
+    INPUTS = ("pet_series", "pet_image")
+    OUTPUTS = ("suv_image",)
 
     def compute(self, op_input, op_output, context):
         selection = op_input.receive("pet_series")
@@ -95,7 +91,7 @@ class PetSuvOperator(Operator):
         op_output.emit(Image(values, meta), "suv_image")
 
 
-class PetCtImageOperator(Operator):
+class PetCtImageOperator(PortsOperator):
     """In: ``ct_image`` (stock volume, HU), ``ct_series``, ``suv_image``. Out: ``image``, ``geometry``.
 
     ``image``: (2, W, H, D) float32, channel 0 CT (HU), channel 1 PET (SUVbw) linearly resampled onto
@@ -103,16 +99,13 @@ class PetCtImageOperator(Operator):
     ``original_channel_dim`` 0, the form MONAI's ``LoadImaged`` + ``EnsureChannelFirstd`` give a NIfTI.
     """
 
+    INPUTS = ("ct_image", "ct_series", "suv_image")
+    OUTPUTS = ("image",)
+    OPTIONAL_OUTPUTS = ("geometry",)
+
     def __init__(self, fragment, *args, min_coverage_warn: float = 0.9, **kwargs):
         self.min_coverage_warn = min_coverage_warn
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec):
-        spec.input("ct_image")
-        spec.input("ct_series")
-        spec.input("suv_image")
-        spec.output("image")
-        spec.output("geometry").condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
         ct_img = op_input.receive("ct_image")
@@ -141,16 +134,15 @@ class PetCtImageOperator(Operator):
         op_output.emit({"affine_lps_dhw": ct_aff, "pet_coverage": frac, "warnings": warnings}, "geometry")
 
 
-class ClinicalRecordOperator(Operator):
+class ClinicalRecordOperator(PortsOperator):
     """In: ``series_info``. Out: ``clinical`` = {"record": {...HECKTOR columns}, "sidecar": path, "warnings"}."""
+
+    INPUTS = ("series_info",)
+    OUTPUTS = ("clinical",)
 
     def __init__(self, fragment, *args, input_dir=None, **kwargs):
         self.input_dir = input_dir
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec):
-        spec.input("series_info")
-        spec.output("clinical")
 
     def compute(self, op_input, op_output, context):
         info = op_input.receive("series_info")
@@ -173,21 +165,17 @@ def _sitk_from_dhw(arr: np.ndarray, affine: np.ndarray):
     return img
 
 
-class InputsWriterOperator(Operator):
+class InputsWriterOperator(PortsOperator):
     """In: ``image``, ``suv_image``, ``clinical``, ``series_info``. Writes NIfTI + JSON under ``output_folder``.
 
     ``ct_hu.nii.gz`` (int16), ``pet_suv.nii.gz`` (PET grid), ``pet_suv_on_ct.nii.gz``, ``inputs.json``.
     """
 
+    INPUTS = ("image", "suv_image", "clinical", "series_info")
+
     def __init__(self, fragment, *args, output_folder: Path, **kwargs):
         self.output_folder = Path(output_folder)
         super().__init__(fragment, *args, **kwargs)
-
-    def setup(self, spec):
-        spec.input("image")
-        spec.input("suv_image")
-        spec.input("clinical")
-        spec.input("series_info")
 
     def compute(self, op_input, op_output, context):
         from hnc_core.io import write_image_atomic, write_json_atomic

@@ -10,12 +10,19 @@ Run it under a large stack, as holoscan asks (it may crash below 8 MB)::
 
     ulimit -s 32768
     python -m hnc_petct.deploy.bundle_app rfs --model BUNDLE/models/model.ts --cohort COHORT --out preds.json
+    python -m hnc_petct.deploy.bundle_app seg --model BUNDLE --cohort NNUNET_IMAGES --out LABELS_DIR
+
+The segmentation bundle (HecMamba, nnU-Net's predictor in Python) has no TorchScript: ``--model`` is the bundle
+folder, and the stock operator builds its ``network`` from ``inference.json`` and loads ``models/model.pt``
+(strict), its own route for directory bundles.
 
 Inputs handed to the operator (what a DICOM front end would produce after series selection):
 
 * ``image``: SDK :class:`~monai.deploy.core.Image`, (C, X, Y, Z) float32, channels CT (HU) and PET (SUV,
   resampled onto the CT grid), with its LPS affine;
 * RFS ``clinical``: raw canonical clinical vector (torch.Tensor, see ``survival_head.rfs.export``).
+
+The segmentation bundle's ``pred`` comes back as an SDK ``Image`` (D, H, W) uint8 label map on the CT grid.
 """
 
 from __future__ import annotations
@@ -103,6 +110,36 @@ def dm_inputs(cohort_dir: str | Path, mask_dir: str | Path | None = None) -> lis
     return out
 
 
+def seg_inputs(images_dir: str | Path) -> list[tuple[str, dict]]:
+    """``(case, {"image"})`` for every case of an nnU-Net image folder (``CASE_0000`` CT, ``CASE_0001`` PET on
+    the CT grid, as ``hnc-petct nnunet-convert`` writes them), with the CT file as the grid reference."""
+    import SimpleITK as sitk
+
+    out = []
+    for ct_file in sorted(Path(images_dir).glob("*_0000.nii.gz")):
+        case = ct_file.name[: -len("_0000.nii.gz")]
+        pet_file = ct_file.with_name(f"{case}_0001.nii.gz")
+        if not pet_file.is_file():
+            log.error("skipped %s: %s missing", case, pet_file.name)
+            continue
+        ct = sitk.ReadImage(str(ct_file), sitk.sitkFloat32)
+        pet = sitk.ReadImage(str(pet_file), sitk.sitkFloat32)
+        out.append((case, {"image": sitk_to_deploy_image([ct, pet], ct), "_reference": str(ct_file)}))
+    return out
+
+
+def write_label_image(pred, reference: str | Path, path: str | Path) -> None:
+    """The operator's label ``Image`` (D, H, W) -> NIfTI on the grid of ``reference`` (atomic)."""
+    import SimpleITK as sitk
+
+    from hnc_core.io import write_image_atomic
+
+    ref = sitk.ReadImage(str(reference))
+    img = sitk.GetImageFromArray(np.asarray(pred.asnumpy() if hasattr(pred, "asnumpy") else pred, np.uint8))
+    img.CopyInformation(ref)
+    write_image_atomic(img, path)
+
+
 # ------------------------------------------------------------------------------------- operators
 
 
@@ -155,7 +192,9 @@ def _io_type(conf: dict):
 def serve(model_path: str | Path, patients: list[dict]) -> list[dict]:
     """Run the app on ``patients`` (dicts keyed by the bundle's input names); one output dict per patient.
 
-    ``model_path``: a bundle's ``models/model.ts`` (metadata and inference config embedded).
+    ``model_path``: a bundle's ``models/model.ts`` (metadata and inference config embedded), or a bundle folder
+    (the stock operator then reads ``configs/`` and loads ``models/model.ts``, else ``network`` +
+    ``models/model.pt``).
     """
     from monai.deploy.conditions import CountCondition
     from monai.deploy.core import AppContext, Application, IOType
@@ -163,9 +202,13 @@ def serve(model_path: str | Path, patients: list[dict]) -> list[dict]:
 
     import torch
 
-    with __import__("zipfile").ZipFile(model_path) as z:
-        meta_name = next(n for n in z.namelist() if n.endswith("extra/metadata.json"))
-        meta = json.loads(z.read(meta_name))
+    model_path = Path(model_path).resolve()
+    if model_path.is_dir():
+        meta = json.loads((model_path / "configs" / "metadata.json").read_text())
+    else:
+        with __import__("zipfile").ZipFile(model_path) as z:
+            meta_name = next(n for n in z.namelist() if n.endswith("extra/metadata.json"))
+            meta = json.loads(z.read(meta_name))
     fmt = meta["network_data_format"]
     inputs, outputs = list(fmt["inputs"]), list(fmt["outputs"])
     PatientSource, ResultSink = _operators()
@@ -173,10 +216,12 @@ def serve(model_path: str | Path, patients: list[dict]) -> list[dict]:
 
     class BundleApp(Application):
         def compose(self):
-            ctx = AppContext({"model": str(Path(model_path).resolve())})
+            ctx = AppContext({"model": str(model_path)})
+            if model_path.is_dir():
+                ctx.models = None  # a bundle folder, not a model repository: the operator reads it itself
             src = PatientSource(self, CountCondition(self, len(patients)), patients=patients, name="patients")
             infer = MonaiBundleInferenceOperator(
-                self, app_context=ctx, bundle_path=str(Path(model_path).resolve()),
+                self, app_context=ctx, bundle_path=str(model_path),
                 input_mapping=[IOMapping(n, _io_type(fmt["inputs"][n]), IOType.IN_MEMORY) for n in inputs],
                 output_mapping=[IOMapping(n, _io_type(fmt["outputs"][n]), IOType.IN_MEMORY) for n in outputs],
                 name="bundle")
@@ -201,20 +246,25 @@ def _scalar(pred) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bundle", choices=["rfs", "dm"])
-    p.add_argument("--model", required=True, help="BUNDLE/models/model.ts")
-    p.add_argument("--cohort", required=True, help="HECKTOR-layout folder")
-    p.add_argument("--out", required=True, help="JSON file: list of {PatientID, Prediction}")
+    p.add_argument("bundle", choices=["rfs", "dm", "seg"])
+    p.add_argument("--model", required=True, help="BUNDLE/models/model.ts (seg: the bundle folder)")
+    p.add_argument("--cohort", required=True, help="HECKTOR-layout folder (seg: nnU-Net image folder)")
+    p.add_argument("--out", required=True, help="JSON file: list of {PatientID, Prediction} (seg: a folder "
+                                                "for CASE.nii.gz label maps)")
     a = p.parse_args(argv)
     from hnc_core.io import write_json_atomic
 
     t0 = time.perf_counter()
-    items = {"rfs": rfs_inputs, "dm": dm_inputs}[a.bundle](a.cohort)
+    items = {"rfs": rfs_inputs, "dm": dm_inputs, "seg": seg_inputs}[a.bundle](a.cohort)
     t1 = time.perf_counter()
-    res = serve(a.model, [x for _, x in items])
+    res = serve(a.model, [{k: v for k, v in x.items() if not k.startswith("_")} for _, x in items])
     t2 = time.perf_counter()
-    preds = [{"PatientID": pid, "Prediction": _scalar(r["pred"])} for (pid, _), r in zip(items, res)]
-    write_json_atomic(a.out, preds)
+    if a.bundle == "seg":
+        for (case, x), r in zip(items, res):
+            write_label_image(r["pred"], x["_reference"], Path(a.out) / f"{case}.nii.gz")
+    else:
+        preds = [{"PatientID": pid, "Prediction": _scalar(r["pred"])} for (pid, _), r in zip(items, res)]
+        write_json_atomic(a.out, preds)
     n = max(len(items), 1)
     print(json.dumps({"patients": len(items), "read_s": round(t1 - t0, 3), "serve_s": round(t2 - t1, 3),
                       "per_patient_s": round((t2 - t0) / n, 3)}))

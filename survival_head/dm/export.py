@@ -251,3 +251,25 @@ class TrainWorkflow:
         result = self.inner.run()
         result["export"] = export_dm_model(result["model_dir"], self.meta_file, self.inference_file)
         return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m survival_head.dm.export BUNDLE``: (re)write ``BUNDLE/models/model.ts``, the whole model.
+
+    What ``train.json`` runs after training. MONAI's ``ckpt_export`` with its defaults cannot do this: it loads
+    ``models/model.pt`` (the fusion network's state dict that ``FittedDM`` reads) strictly into ``network_def``
+    (the whole model), whose keys differ.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("bundle", help="DM bundle folder (configs/ + trained models/)")
+    a = p.parse_args(argv)
+    bundle = Path(a.bundle)
+    print(json.dumps(export_dm_model(bundle / "models", bundle / "configs" / "metadata.json",
+                                     bundle / "configs" / "inference.json")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
