@@ -91,7 +91,7 @@ def requested_backend() -> str:
 
 
 def _portable(op: str, device: torch.device) -> str:
-    return "numba" if op == "scan" and device.type == "cpu" and numba_available() else "torch"
+    return "numba" if device.type == "cpu" and numba_available() else "torch"
 
 
 def resolve(op: str, device: torch.device, quiet: bool = False) -> str:
@@ -143,6 +143,10 @@ def describe(device: torch.device | str) -> str:
             name = f"cuda ({PACKAGES[op]} {mod}.{fn})"
         elif name == "numba":
             import numba
+
+            from nnunet_plugins.ops import numba_threads
+
+            numba_threads.ensure()  # get_num_threads() would start the pool with the spinning default
 
             name = f"numba {numba.__version__} CPU kernels, {numba.get_num_threads()} threads"
         elif name == "torch":
