@@ -144,10 +144,6 @@ def describe(device: torch.device | str) -> str:
         elif name == "numba":
             import numba
 
-            from nnunet_plugins.ops import numba_threads
-
-            numba_threads.ensure()  # get_num_threads() would start the pool with the spinning default
-
             name = f"numba {numba.__version__} CPU kernels, {numba.get_num_threads()} threads"
         elif name == "torch":
             name = "torch (portable PyTorch)" if op == "scan" else "torch (F.conv1d)"

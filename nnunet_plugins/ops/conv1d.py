@@ -30,9 +30,8 @@ class CausalConv1dFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, silu: bool):
-        from nnunet_plugins.ops import conv1d_numba as K, numba_threads
+        from nnunet_plugins.ops import conv1d_numba as K
 
-        numba_threads.ensure()
         x, weight = x.contiguous(), weight.contiguous()
         b = x.new_zeros(0) if bias is None else bias.contiguous()
         flags = np.array([bias is not None, bool(silu)])

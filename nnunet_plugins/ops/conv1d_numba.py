@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nnunet_plugins.ops import numba_cache, numba_threads
+from nnunet_plugins.ops import numba_cache
 from nnunet_plugins.ops.scan_numba import _sigmoid
 
-numba_threads.ensure()  # before anything starts numba's pool with the spinning default
 CACHE, _ = numba_cache.choose(__file__)
 
 

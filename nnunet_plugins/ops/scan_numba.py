@@ -24,10 +24,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from nnunet_plugins.ops import numba_cache, numba_threads
+from nnunet_plugins.ops import numba_cache
 
 # cache=True crashes without a writable cache folder (read-only container): see numba_cache
-numba_threads.ensure()  # before anything starts numba's pool with the spinning default
 CACHE, CACHE_DIR = numba_cache.choose(__file__)
 CHUNK = 64  # steps per chunk: (CHUNK, N) buffers of exp and states fit in L1
 
