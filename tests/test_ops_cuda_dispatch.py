@@ -84,7 +84,7 @@ def test_kernel_import_failure_falls_back_with_warning_or_errors_when_forced(mon
 def test_describe_names_the_resolved_backend(monkeypatch):
     monkeypatch.delenv(backend.ENV_VAR, raising=False)
     line = backend.describe("cpu")
-    assert "scan: numba" in line and "conv1d: torch" in line and "float32" in line
+    assert "scan: numba" in line and "conv1d: numba" in line and "float32" in line
     monkeypatch.setenv(backend.ENV_VAR, "reference")
     assert "scan: reference" in backend.describe("cpu")
 
@@ -105,4 +105,4 @@ def test_trainer_writes_resolved_backend_to_nnunet_log(monkeypatch):
     trainer.perform_actual_validation()
     assert len(lines) == 2
     assert lines[0].startswith("training start: HecMamba backend on cpu: scan: numba")
-    assert lines[1].startswith("validation (prediction) start:") and "conv1d: torch" in lines[1]
+    assert lines[1].startswith("validation (prediction) start:") and "conv1d: numba" in lines[1]

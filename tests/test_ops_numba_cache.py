@@ -72,3 +72,4 @@ def test_cache_choice_falls_back_to_no_cache(tmp_path, monkeypatch):
     assert numba_cache.choose(str(src), fallback=str(tmp_path / "ok")) == (True, str(tmp_path / "ok"))
     (src.parent / "__pycache__").unlink()
     assert numba_cache.choose(str(src), fallback=str(blocker / "tmp")) == (True, None)  # in-tree cache works
+

@@ -91,7 +91,7 @@ def requested_backend() -> str:
 
 
 def _portable(op: str, device: torch.device) -> str:
-    return "numba" if op == "scan" and device.type == "cpu" and numba_available() else "torch"
+    return "numba" if device.type == "cpu" and numba_available() else "torch"
 
 
 def resolve(op: str, device: torch.device, quiet: bool = False) -> str:

@@ -220,45 +220,59 @@ def _gate_grads(b, d, l0, steps, u, delta, z, dout, dz, dd, bias_d, flags, y_buf
 
 @njit(inline="always", fastmath=True)
 def _reverse(b, d, g, p, l0, steps, u, A, Bm, Cm, bufs, grads):
-    """Adjoint recurrence over one chunk, reverse time: h_l = g_l C_l + exp(dt_{l+1} A) h_{l+1}."""
+    """Adjoint recurrence over one chunk, reverse time: h_l = g_l C_l + exp(dt_{l+1} A) h_{l+1}.
+
+    Works on 2-D row views with dA accumulated locally (dA_acc), so the inner loop over the N states indexes
+    unit-stride rows only."""
     du, ddelta, dz, dA, dBp, dCp, dD, dbias = grads
-    xs, buf, dt_buf, y_buf, g_buf, sp_buf, carry = bufs
+    xs, buf, dt_buf, y_buf, g_buf, sp_buf, carry, dA_acc = bufs
     n_state = A.shape[1]
-    dd = u.dtype.type(0.0)
+    a_row = A[d]
+    b_rows, c_rows = Bm[b, g], Cm[b, g]
+    db_rows, dc_rows = dBp[b, g, p], dCp[b, g, p]
+    u_row, du_row, ddelta_row = u[b, d], du[b, d], ddelta[b, d]
+    s_bias = u.dtype.type(0.0)
+    s_d = u.dtype.type(0.0)
     for t in range(steps - 1, -1, -1):
         l = l0 + t
         dtl = dt_buf[t]
-        ul = u[b, d, l]
+        ul = u_row[l]
         gy = g_buf[t]
+        dtu = dtl * ul
         s_du = u.dtype.type(0.0)
-        s_ddt = u.dtype.type(0.0)
+        s_da = u.dtype.type(0.0)
+        x_prev, x_next, e_t = xs[t], xs[t + 1], buf[t]
+        b_l, c_l, db_l, dc_l = b_rows[l], c_rows[l], db_rows[l], dc_rows[l]
         for n in range(n_state):
-            h = gy * Cm[b, g, l, n] + carry[n]
-            dCp[b, g, p, l, n] += gy * xs[t + 1, n]
-            hb = h * Bm[b, g, l, n]
-            dBp[b, g, p, l, n] += h * dtl * ul
-            s_du += hb
-            hxa = h * xs[t, n] * buf[t, n]
-            s_ddt += hb * ul + hxa * A[d, n]
-            dA[b, d, n] += hxa * dtl
-            carry[n] = h * buf[t, n]
-        du[b, d, l] = s_du * dtl
-        s_ddt = s_ddt * sp_buf[t]
-        ddelta[b, d, l] = s_ddt
-        dbias[b, d] += s_ddt
-        dD[b, d] += gy * ul
+            h = gy * c_l[n] + carry[n]
+            dc_l[n] += gy * x_next[n]
+            db_l[n] += h * dtu
+            s_du += h * b_l[n]
+            hxa = h * x_prev[n] * e_t[n]
+            s_da += hxa * a_row[n]
+            dA_acc[n] += hxa * dtl
+            carry[n] = h * e_t[n]
+        du_row[l] = s_du * dtl
+        s_ddt = (s_du * ul + s_da) * sp_buf[t]
+        ddelta_row[l] = s_ddt
+        s_bias += s_ddt
+        s_d += gy * ul
+    return s_bias, s_d
 
 
 @njit(inline="always", fastmath=True)
 def _backward_row(b, d, g, p, u, delta, A, Bm, Cm, Dv, z, bias, flags, ckpt, dout, grads, bufs, chunk):
     """Backward of one row: per chunk (last first) recompute exp, states and y, then the adjoint pass."""
     du, ddelta, dz = grads[0], grads[1], grads[2]
-    xs, buf, dt_buf, y_buf, g_buf, sp_buf, carry = bufs
+    xs, buf, dt_buf, y_buf, g_buf, sp_buf, carry, dA_acc = bufs
     length = u.shape[2]
     zero = u.dtype.type(0.0)
     dd = Dv[d] if flags[0] else zero
     bias_d = bias[d] if flags[2] else zero
     carry[:] = 0.0
+    dA_acc[:] = 0.0
+    row_bias = zero
+    row_d = zero
     for c in range(ckpt.shape[2] - 1, -1, -1):
         l0 = c * chunk
         steps = min(chunk, length - l0)
@@ -267,10 +281,17 @@ def _backward_row(b, d, g, p, u, delta, A, Bm, Cm, Dv, z, bias, flags, ckpt, dou
         xs[0, :] = ckpt[b, d, c, :]
         _recur(u[b, d], Bm[b, g], Cm[b, g], l0, steps, dt_buf, buf, xs, y_buf)
         _gate_grads(b, d, l0, steps, u, delta, z, dout, dz, dd, bias_d, flags, y_buf, g_buf, sp_buf)
-        _reverse(b, d, g, p, l0, steps, u, A, Bm, Cm, bufs, grads)
+        s_bias, s_d = _reverse(b, d, g, p, l0, steps, u, A, Bm, Cm, bufs, grads)
+        row_bias += s_bias
+        row_d += s_d
         if flags[0]:
             for t in range(steps):
                 du[b, d, l0 + t] += g_buf[t] * dd
+    dA_row = grads[3][b, d]
+    for n in range(dA_row.shape[0]):
+        dA_row[n] += dA_acc[n]
+    grads[6][b, d] += row_d
+    grads[7][b, d] += row_bias
 
 
 @njit(parallel=True, fastmath=True, cache=CACHE)
@@ -291,7 +312,8 @@ def scan_backward(u, delta, A, Bm, Cm, Dv, z, bias, flags, ckpt, dout, du, ddelt
         p = task % parts
         dt = u.dtype
         bufs = (np.empty((chunk + 1, n_state), dt), np.empty((chunk, n_state), dt), np.empty(chunk, dt),
-                np.empty(chunk, dt), np.empty(chunk, dt), np.empty(chunk, dt), np.empty(n_state, dt))
+                np.empty(chunk, dt), np.empty(chunk, dt), np.empty(chunk, dt), np.empty(n_state, dt),
+                np.empty(n_state, dt))
         lo = g * per_group + (p * per_group) // parts
         hi = g * per_group + ((p + 1) * per_group) // parts
         for d in range(lo, hi):
