@@ -568,6 +568,24 @@ def _check_clinical_row(pid: str, row: pd.Series, csv_path: Path, sink: _Problem
 
 
 def _check_images(rec: PatientRecord, sink: _ProblemSink) -> None:
+    """Voxel checks of one patient; findings replayed from :mod:`hnc_core.check_memo` when its files are
+    unchanged since they were last checked."""
+    from hnc_core import check_memo
+
+    files = [(attr, Path(getattr(rec, attr))) for attr in ("ct", "pet", "label") if getattr(rec, attr) is not None]
+    thresholds = {"ct_abs": CT_ABS_LIMIT_HU, "ct_air": CT_AIR_HU, "pet_bqml": PET_BQML_SUV,
+                  "min_overlap": MIN_PET_OVERLAP, "spacing": list(SPACING_RANGE_MM)}
+    seen = check_memo.lookup(files, thresholds)
+    if seen is not None:
+        for p in seen:
+            sink.add(p["patient_id"], p["file"], p["code"], p["message"], p["severity"], p["affects"])
+        return
+    n0 = len(sink.problems)
+    _check_images_now(rec, sink)
+    check_memo.store(files, thresholds, [dataclasses.asdict(p) for p in sink.problems[n0:]])
+
+
+def _check_images_now(rec: PatientRecord, sink: _ProblemSink) -> None:
     pid = rec.patient_id
     images = {}
     for attr, affects in (("ct", "images"), ("pet", "images"), ("label", "label")):

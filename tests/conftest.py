@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# the voxel-check memo of this test session (and of the CLIs it starts) lives in a fresh folder, not ~/.cache
+os.environ.setdefault("HNC_PETCT_CHECK_CACHE", tempfile.mkdtemp(prefix="hnc-petct-checks-"))
 
 
 @pytest.fixture(scope="session")
