@@ -158,6 +158,10 @@ def test_one_cv_serves_training_and_analysis(tmp_path_factory, tmp_path):
     assert list(res["ablation"])[:3] == ["radiomics", "clinical", "radiomics+clinical"]  # ALL_SETS order
     assert list(res["ablation"])[3:] == ["baseline:logistic_all_radiomics"]  # the baseline row comes last
     assert json.loads((tmp_path / "analysis.json").read_text())["subgroup_model"] == "radiomics+clinical"
+    d = res["fusion_minus"]  # paired AUC difference of the fused row against every other row
+    assert set(d) == {"radiomics", "clinical", "baseline:logistic_all_radiomics"}
+    full = res["ablation"]["radiomics+clinical"]["auc"]
+    assert d["clinical"]["estimate"] == pytest.approx(full - res["ablation"]["clinical"]["auc"])
 def test_ring_excludes_airway_air():
     """The body mask fills the airway; the ring must still hold tissue only (failed before: ring had air)."""
     from survival_head.dm.regions import body_mask
@@ -185,3 +189,20 @@ def test_head_epoch_smoothing_has_no_edge_bias():
     zero_padded = int(np.argmax(np.convolve(aucs, np.ones(5) / 5, mode="same"))) + 1
     assert zero_padded == 3  # the old rule
     assert np.allclose(moving_average(np.full(7, 0.7)), 0.7)  # constant stays constant at the edges
+
+
+def test_paired_auc_difference_ci():
+    """Paired bootstrap AUC difference: exactly 0 for identical predictions; an informative prediction beats
+    noise with a CI above 0, and the reversed comparison is its mirror."""
+    from survival_head.dm.metrics import _auc, auc_difference_ci
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.25).astype(int)
+    good, noise = y + rng.normal(0, 0.8, 200), rng.normal(size=200)
+    d = auc_difference_ci(y, good, noise, n_boot=300, seed=1)
+    assert d["estimate"] == pytest.approx(_auc(y, good) - _auc(y, noise))
+    assert 0 < d["ci_low"] <= d["estimate"] <= d["ci_high"]
+    r = auc_difference_ci(y, noise, good, n_boot=300, seed=1)
+    assert r["ci_high"] == pytest.approx(-d["ci_low"]) and r["estimate"] == pytest.approx(-d["estimate"])
+    same = auc_difference_ci(y, good, good, n_boot=50)
+    assert same["estimate"] == same["ci_low"] == same["ci_high"] == 0

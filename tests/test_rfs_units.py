@@ -179,6 +179,16 @@ def test_paired_cindex_difference_ci_sign_and_zero_for_identical_risks():
     assert same["estimate"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
 
 
+def test_paired_cindex_difference_skips_resamples_without_comparable_pairs():
+    """6 patients, 1 event at the longest time: many resamples have an event but no comparable pair
+    (sksurv raises); they are skipped instead of crashing the ablation's test-part comparison."""
+    from survival_head.evaluation.survival_metrics import harrell_c_difference_ci
+
+    y = Surv.from_arrays(np.array([False, False, False, True, False, True]), np.array([1.0, 2, 3, 4, 5, 6]))
+    d = harrell_c_difference_ci(y, np.arange(6.0), np.zeros(6), n_boot=200, seed=0)
+    assert 0 < d["n_boot"] < 200 and np.isfinite(d["ci_low"]) and d["ci_low"] <= d["ci_high"]
+
+
 def test_clinical_pretraining_initialises_the_fusion_clinical_branch():
     from survival_head.rfs.training import TrainConfig
     from survival_head.rfs.workflows import _pretrain_clinical_branch, build_network

@@ -26,7 +26,7 @@ from hnc_core import schema
 from hnc_core.cli_args import add_underscore_aliases
 from hnc_core.io import write_csv_atomic, write_json_atomic
 from survival_head.dm.data import DMData, load_for_config
-from survival_head.dm.metrics import binary_metrics, fold_threshold_metrics, plot_roc
+from survival_head.dm.metrics import auc_difference_ci, binary_metrics, fold_threshold_metrics, plot_roc
 from survival_head.dm.training import MODALITIES, DMConfig, cross_validate, make_config
 
 ALL_SETS = [c for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)]
@@ -104,6 +104,12 @@ def _baseline_oof(data, folds, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return p, cls
 
 
+def fusion_differences(y: np.ndarray, oof: dict, full: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired-bootstrap AUC(``full``) - AUC(other) on the out-of-fold predictions, for every other row
+    ``oof`` holds (modality subsets and the baseline): ``{name: {"estimate", "ci_low", "ci_high", "n_boot"}}``."""
+    return {name: auc_difference_ci(y, oof[full], p, n_boot, seed=seed) for name, p in oof.items() if name != full}
+
+
 def _oracle(cohort_dir, ids) -> float | None:
     f = Path(cohort_dir) / schema.GROUND_TRUTH_CSV_NAME
     if not f.is_file():
@@ -146,6 +152,32 @@ def run_analysis(
     return write_analysis(cohort_dir, data, cv, cfg, out_dir, subgroups, baseline)
 
 
+def run_analysis_seeds(cohort_dir: str | Path, out_dir: str | Path, seeds, *, radiomics_cache=None,
+                       radiomics_params=None, mask_dir=None, subgroups=DEFAULT_SUBGROUPS, modality_sets=ALL_SETS,
+                       workers: int = 1, scheduler: str | None = None, progress: bool = True, device: str = "cpu",
+                       baseline: bool = True, **config) -> dict:
+    """:func:`run_analysis` for several CV seeds on one loaded cohort (radiomics and crops read once): each
+    seed's files go to ``out_dir/seed{S}/``; returns ``{S: analysis dict}`` and writes ``out_dir/seeds.json``
+    (per seed: AUC and 95 % CI of every row, paired fusion differences, oracle)."""
+    from survival_head.radiomics.extract import load_params
+
+    cfg = make_config(**config)
+    params = radiomics_params if isinstance(radiomics_params, dict) else load_params(radiomics_params)
+    data = load_for_config(cohort_dir, radiomics_cache, cfg, mask_dir, params, workers, scheduler, True, progress)
+    out, summary = {}, {}
+    for seed in seeds:
+        c = dataclasses.replace(cfg, seed=int(seed))
+        cv = cross_validate(data, c, [tuple(m) for m in modality_sets], progress, device)
+        res = write_analysis(cohort_dir, data, cv, c, Path(out_dir) / f"seed{int(seed)}", subgroups, baseline)
+        out[int(seed)] = res
+        summary[int(seed)] = {"auc": {k: [v["auc"], *v["auc_ci95"]] for k, v in res["ablation"].items()},
+                              "fusion_minus": res["fusion_minus"], "fusion_model": res["fusion_model"],
+                              "oracle_auc": res["oracle_auc"], "n_patients": res["n_patients"],
+                              "n_positive": res["n_positive"]}
+        write_json_atomic(Path(out_dir) / "seeds.json", {"config": dataclasses.asdict(cfg), "seeds": summary})
+    return out
+
+
 def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig, out_dir: str | Path,
                    subgroups=DEFAULT_SUBGROUPS, baseline: bool = True) -> dict:
     """Ablation table, subgroup metrics and ROC from one :func:`cross_validate` result ``cv`` (any modality
@@ -165,13 +197,16 @@ def write_analysis(cohort_dir: str | Path, data: DMData, cv: dict, cfg: DMConfig
         ablation[BASELINE].update(fold_threshold_metrics(data.y, cls_b))
         curves[BASELINE] = (data.y, p_b)
         cv["oof"][BASELINE] = p_b
-    full = "+".join(MODALITIES) if "+".join(MODALITIES) in cv["oof"] else next(iter(cv["oof"]))
+    # the fused model: the subset with the most modalities (all three when fitted; first such subset on ties)
+    full = max(names, key=lambda n: len(n.split("+")))
     oracle = _oracle(cohort_dir, data.ids)
+    fusion_minus = fusion_differences(data.y, cv["oof"], full, seed=cfg.seed)
     result = {
         "config": dataclasses.asdict(cfg), "n_patients": len(data.ids), "n_positive": int(data.y.sum()),
         "radiomics_features_per_patient": int(data.radiomics.shape[1]),
         "ablation": ablation, "subgroups": _subgroups(data, cv["oof"][full], subgroups, cv["pred_class"][full]), "subgroup_model": full,
         "oracle_auc": oracle, "fused_over_oracle": (ablation[full]["auc"] / oracle) if oracle else None,
+        "fusion_minus": fusion_minus, "fusion_model": full,
         "selected_features_per_fold": [f["selector"].selected_ for f in cv["folds"]], "errors": data.errors,
     }
     write_json_atomic(out / "analysis.json", result)
@@ -197,18 +232,38 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--scheduler", default=None)
     ap.add_argument("--device", default="cpu", help="torch device of the image branch (cpu, cuda)")
+    ap.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                    help="modality subsets to fit, e.g. radiomics clinical radiomics+clinical (default: all 7)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="several CV seeds on one loaded cohort (OUT/seed{S}/ each, OUT/seeds.json); overrides --seed")
     for k, typ in (("image_size", int), ("max_epochs", int), ("backbone", str), ("window_size", int),
-                   ("feature_size", int), ("deep_dim", int), ("lr", float), ("n_folds", int), ("seed", int), ("head_epochs", int), ("head_inner_val", float), ("k", int)):
+                   ("fov_mm", float), ("feature_size", int), ("deep_dim", int), ("lr", float), ("n_folds", int), ("seed", int), ("head_epochs", int), ("head_inner_val", float), ("k", int)):
         ap.add_argument(f"--{k.replace('_', '-')}", dest=k, type=typ, default=None)
     return add_underscore_aliases(ap)
 
 
 def main(argv=None) -> int:
     a = vars(build_parser().parse_args(argv))
-    res = run_analysis(a.pop("cohort_dir"), a.pop("out_dir"), **a)
-    print(json.dumps({k: {m: round(v[m], 3) for m in ("auc", "accuracy", "sensitivity", "specificity")}
-                      for k, v in res["ablation"].items()}, indent=1))
-    print(f"oracle AUC {res['oracle_auc']}, fused/oracle {res['fused_over_oracle']}")
+    seeds, sets = a.pop("seeds"), a.pop("sets")
+    if sets:
+        bad = [m for s in sets for m in s.split("+") if m not in MODALITIES]
+        if bad:
+            raise SystemExit(f"--sets: unknown modality {bad[0]!r} (choose from {'/'.join(MODALITIES)}, joined by +)")
+        a["modality_sets"] = [tuple(s.split("+")) for s in sets]
+    if seeds:
+        a.pop("seed")
+        results = run_analysis_seeds(a.pop("cohort_dir"), a.pop("out_dir"), seeds, **a)
+    else:
+        res = run_analysis(a.pop("cohort_dir"), a.pop("out_dir"), **a)
+        results = {res["config"]["seed"]: res}
+    for seed, res in results.items():
+        print(f"seed {seed}: {res['n_patients']} patients, {res['n_positive']} with DM")
+        print(json.dumps({k: {m: round(v[m], 3) for m in ("auc", "accuracy", "sensitivity", "specificity")}
+                          for k, v in res["ablation"].items()}, indent=1))
+        print(f"oracle AUC {res['oracle_auc']}, fused/oracle {res['fused_over_oracle']}")
+        for name, d in res["fusion_minus"].items():
+            print(f"{res['fusion_model']} - {name} (paired bootstrap, {d['n_boot']}): "
+                  f"{d['estimate']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
     return 0
 
 

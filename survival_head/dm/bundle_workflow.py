@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hnc_core.failures import by_patient, failure, log_failures
+from hnc_core.failures import by_patient, log_failures
+from survival_head.io.prediction_writer import PredictionWriter
 
 log = logging.getLogger(__name__)
+
 PROB_COL, CLASS_COL = "dm_probability", "dm_predicted"
 
 
@@ -48,8 +50,7 @@ class DMDatalist:
         from hnc_core import schema
         from hnc_core.guards import clinical_gate
         from hnc_core.identity import read_cohort
-        from survival_head.dm.data import _inference_ids
-        from survival_head.dm.regions import RegionError, mask_file
+        from survival_head.dm.data import candidate_ids, tumour_masks
         from survival_head.radiomics.cohort import extract_cohort
 
         meta = trained_meta(model_dir)
@@ -58,21 +59,12 @@ class DMDatalist:
                              "survival_head.dm.workflows.predict")
         cfg = meta["config"]
         cohort = read_cohort(dataset_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
-        if labelled_only:
-            ids = cohort.usable_ids("dm")
-            checked = [f for f in cohort.exclusions("dm") if cohort.patients[f["PatientID"]].folder is not None]
-        else:
-            ids, checked = _inference_ids(cohort, mask_dir is None)
+        ids, checked = candidate_ids(cohort, labelled_only, mask_dir)
         self.warnings: dict[str, str] = {}
         if "clinical" in meta.get("modalities", ()):
             ids, self.warnings, refused = clinical_gate(cohort, ids, allow_missing_clinical, "DM model")
             checked += refused
-        masks = {}
-        for pid in ids:
-            try:
-                masks[pid] = mask_file(pid, cohort.patients[pid].label, mask_dir)
-            except RegionError as exc:
-                checked.append(failure(pid, mask_dir or cohort.patients[pid].label, str(exc)))
+        masks = tumour_masks(cohort, ids, mask_dir, checked)
         ids = [i for i in ids if i in masks]
         rad = extract_cohort(dataset_dir, radiomics_cache or Path(dataset_dir) / ".dm_radiomics_cache", workers,
                              scheduler, mask_dir, params=meta.get("info", {}).get("radiomics_params"),
@@ -93,39 +85,20 @@ class DMDatalist:
         log_failures(self.failures, log)
 
 
-class DMPredictionWriter:
+class DMPredictionWriter(PredictionWriter):
     """Ignite handler: collect ``(id, P(DM))``; at completion write ``predictions.csv`` (PatientID,
     dm_probability, dm_predicted at the saved threshold) and ``predictions.json`` (with the errors)."""
 
     def __init__(self, output_dir: str | Path, model_dir: str | Path, failures: list[dict] | None = None,
                  warnings: dict[str, str] | None = None, protected_dirs: list | tuple = ()):
-        from hnc_core.guards import check_output_dir
-        from survival_head.io.bundle_paths import guarded as _guarded
-
-        self.output_dir = _guarded(check_output_dir)(output_dir, protected_dirs=list(protected_dirs))
-        self.warnings = warnings or {}
-        self.source = protected_dirs[0] if protected_dirs else self.output_dir
+        super().__init__(output_dir, failures, warnings, protected_dirs)
         self.meta = trained_meta(model_dir)
         self.threshold = float(self.meta["threshold"])
-        self.failures = failures if failures is not None else []
-        self.rows: list[dict] = []
         self.labels: list[float] = []
 
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, lambda e: (self.rows.clear(), self.labels.clear(),
-                                                            setattr(self, "written", False)))
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
-
-    written = False
-
-    def finish(self) -> None:
-        """``run``'s last step: write the outputs if the evaluator did not (an empty cohort never completes an
-        epoch), so a run that predicted nothing still lists its failures and exits non-zero."""
-        if not self.written:
-            self.write()
+    def reset(self) -> None:
+        super().reset()
+        self.labels.clear()
 
     def collect(self, engine) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):  # decollated, one per patient
@@ -137,17 +110,11 @@ class DMPredictionWriter:
     def write(self, engine=None) -> pd.DataFrame:
         from hnc_core.io import write_csv_atomic, write_json_atomic
 
-        self.written = True
-
-        from hnc_core.guards import guarded_prediction_outputs
-        from survival_head.io.bundle_paths import guarded as _guarded
-
         df = pd.DataFrame(self.rows, columns=["PatientID", PROB_COL, CLASS_COL])
         if self.warnings:
             df["warning"] = [self.warnings.get(i, "") for i in df["PatientID"]]
         errors = by_patient(self.failures)
-        write_json_atomic(self.output_dir / "failures.json", self.failures)
-        suffix = _guarded(guarded_prediction_outputs)(self.output_dir, len(df), self.failures, self.source)
+        suffix = self.begin_write(len(df))
         write_csv_atomic(df, self.output_dir / f"predictions{suffix}.csv")
         write_json_atomic(self.output_dir / f"predictions{suffix}.json", {
             "threshold": self.threshold, "modalities": list(self.meta["modalities"]),

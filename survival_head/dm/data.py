@@ -81,21 +81,11 @@ def load_dm_data(
     ``require_labels``: keep only patients with a DM label (training/evaluation); otherwise every
     patient with a CT and a tumour mask (inference).
     """
-    from survival_head.dm.regions import RegionError, mask_file
     from survival_head.radiomics.cohort import extract_cohort
 
     cohort = read_cohort(cohort_dir, check_images=True)  # the same voxel checks as `hnc-petct validate`
-    if require_labels:
-        ids = cohort.usable_ids("dm")
-        failures = [f for f in cohort.exclusions("dm") if cohort.patients[f["PatientID"]].folder is not None]
-    else:
-        ids, failures = _inference_ids(cohort, mask_dir is None)
-    masks = {}
-    for pid in ids:
-        try:
-            masks[pid] = mask_file(pid, cohort.patients[pid].label, mask_dir)
-        except RegionError as exc:
-            failures.append(failure(pid, mask_dir or cohort.patients[pid].label, str(exc)))
+    ids, failures = candidate_ids(cohort, require_labels, mask_dir)
+    masks = tumour_masks(cohort, ids, mask_dir, failures)
     ids = [i for i in ids if i in masks]
     if not ids:
         raise ValueError(f"no usable patients in {cohort_dir} ({'with a DM label, ' if require_labels else ''}"
@@ -109,6 +99,31 @@ def load_dm_data(
     clin = cohort.clinical.reindex(ids)
     y = clin[schema.DM].astype(float).astype(int).to_numpy() if require_labels else None
     return DMData(ids, y, clin, rad.loc[ids], torch.stack([imgs[i] for i in ids]), failures)
+
+
+def candidate_ids(cohort, labelled_only: bool, mask_dir=None) -> tuple[list[str], list[dict]]:
+    """Patients the DM model may read, and ``{"PatientID", "file", "error"}`` records of the others:
+    ``labelled_only`` (training/evaluation): usable for the DM task (a label); otherwise every patient whose
+    CT (and, without ``mask_dir``, label) passes the cohort checks."""
+    if labelled_only:
+        ids = cohort.usable_ids("dm")
+        failures = [f for f in cohort.exclusions("dm") if cohort.patients[f["PatientID"]].folder is not None]
+        return ids, failures
+    return _inference_ids(cohort, mask_dir is None)
+
+
+def tumour_masks(cohort, ids, mask_dir, failures: list[dict]) -> dict[str, object]:
+    """PatientID -> tumour-mask file (the HECKTOR label or ``mask_dir/<PatientID>.nii.gz``); a patient without
+    one gets a failure record in ``failures`` instead."""
+    from survival_head.dm.regions import RegionError, mask_file
+
+    masks = {}
+    for pid in ids:
+        try:
+            masks[pid] = mask_file(pid, cohort.patients[pid].label, mask_dir)
+        except RegionError as exc:
+            failures.append(failure(pid, mask_dir or cohort.patients[pid].label, str(exc)))
+    return masks
 
 
 def _inference_ids(cohort, need_label: bool) -> tuple[list[str], list[dict]]:

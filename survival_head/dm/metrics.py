@@ -27,6 +27,23 @@ def _auc(y, p) -> float:
     return float(roc_auc_score(y, p))
 
 
+def _auc_difference(y, p_a, p_b) -> float:
+    return _auc(y, p_a) - _auc(y, p_b)
+
+
+def auc_difference_ci(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, n_boot: int = 1000, *,
+                      alpha: float = 0.05, seed: int = 0) -> dict:
+    """AUC(p_a) - AUC(p_b) on the same patients with a paired percentile bootstrap (1 - alpha) CI.
+
+    Each resample draws patients once and scores both predictions on it (the two models' errors on one
+    cohort are correlated); resamples with one class only are skipped. Returns
+    ``{"estimate", "ci_low", "ci_high", "n_boot"}``."""
+    y = np.asarray(y).astype(int)
+    est, lo, hi = bootstrap_ci(_auc_difference, y, np.asarray(p_a, float), np.asarray(p_b, float),
+                               n_boot=n_boot, alpha=alpha, seed=seed)
+    return {"estimate": est, "ci_low": lo, "ci_high": hi, "n_boot": n_boot}
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
                    pred_class: np.ndarray | None = None) -> dict:
     """AUC (95% bootstrap CI), accuracy, sensitivity, specificity; counts.

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored, concordance_index_ipcw, integrated_brier_score
 
 from survival_head.evaluation.bootstrap import bootstrap_ci
@@ -35,7 +36,8 @@ def harrell_c_difference_ci(y, risk_a, risk_b, n_boot: int = 1000, *, alpha: flo
     """C(risk_a) - C(risk_b) on the same patients with a paired percentile bootstrap (1 - alpha) CI.
 
     Each resample draws patients once and scores both risks on it, so the CI accounts for the
-    correlation of two models evaluated on one cohort. Resamples without an event are skipped.
+    correlation of two models evaluated on one cohort. Resamples without an event or without a
+    comparable pair (tiny test parts) are skipped; ``n_boot`` in the result counts the ones used.
     ``alpha`` and ``seed`` are keyword-only (a seed passed positionally once became ``alpha``).
     """
     if not 0 < alpha < 1:
@@ -50,7 +52,12 @@ def harrell_c_difference_ci(y, risk_a, risk_b, n_boot: int = 1000, *, alpha: flo
         if not event[i].any():
             continue
         yi = y[i]
-        diffs.append(harrell_c(yi, a[i]) - harrell_c(yi, b[i]))
+        try:
+            d = harrell_c(yi, a[i]) - harrell_c(yi, b[i])
+        except NoComparablePairException:
+            continue
+        if np.isfinite(d):
+            diffs.append(d)
     lo, hi = (np.quantile(diffs, [alpha / 2, 1 - alpha / 2]) if diffs else (np.nan, np.nan))
     return {"estimate": float(est), "ci_low": float(lo), "ci_high": float(hi), "n_boot": len(diffs)}
 

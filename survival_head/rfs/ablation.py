@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inner-val-fraction", type=float, default=D.inner_val_fraction)
     p.add_argument("--modality-dropout", type=float, default=D.modality_dropout)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--cache-dir", default=None,
+                   help="preprocessed-image cache (default OUT/cache); share it between runs on one cohort")
     return add_underscore_aliases(p)
 
 
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
                         tuple(a.modes), a.holdout_fraction, a.freeze_backbone, a.lr, a.seed, a.n_boot,
                         clinical_set=a.clinical_set, dropout=a.dropout, weight_decay=a.weight_decay,
                         pretrain_clinical=a.pretrain_clinical, inner_val_fraction=a.inner_val_fraction,
-                        modality_dropout=a.modality_dropout, device=a.device)
+                        modality_dropout=a.modality_dropout, device=a.device, cache_dir=a.cache_dir)
     print(format_table(res))
     return 0
 

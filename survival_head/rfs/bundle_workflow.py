@@ -21,6 +21,7 @@ import torch
 
 from hnc_core.failures import from_exception, log_failures
 from survival_head.io.bundle_paths import guarded as _guarded
+from survival_head.io.prediction_writer import PredictionWriter
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def _trained_setting(models_dir: str | Path, key: str):
     return man[key]
 
 
-class Task2RiskWriter:
+class Task2RiskWriter(PredictionWriter):
     """Ignite handler: collect ``(id, pred)`` per iteration; at completion write the Task-2 outputs.
 
     Parameters
@@ -139,31 +140,6 @@ class Task2RiskWriter:
     output_dir : folder of ``predictions.json``, ``predictions.csv``, ``failures.json``.
     failures : failure records to report (e.g. ``@dataset.failures``).
     """
-
-    def __init__(self, output_dir: str | Path, failures: list[dict] | None = None,
-                 warnings: dict[str, str] | None = None, protected_dirs: list | tuple = ()):
-        from hnc_core.guards import check_output_dir
-
-        self.output_dir = _guarded(check_output_dir)(output_dir, protected_dirs=list(protected_dirs))
-        self.failures = failures if failures is not None else []
-        self.warnings = warnings or {}
-        self.source = protected_dirs[0] if protected_dirs else self.output_dir
-        self.rows: list[dict] = []
-
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, lambda e: (self.rows.clear(), setattr(self, "written", False)))
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
-
-    written = False
-
-    def finish(self) -> None:
-        """``run``'s last step: write the outputs if the evaluator did not (an empty cohort never completes an
-        epoch), so a run that predicted nothing still lists its failures and exits non-zero."""
-        if not self.written:
-            self.write()
 
     def collect(self, engine) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):  # both decollated, one per patient
@@ -173,13 +149,9 @@ class Task2RiskWriter:
     def write(self, engine=None) -> dict:
         """Write the outputs; nothing predicted ends the run (exit 1), a partial set never replaces a fuller
         earlier ``predictions.json`` (it goes to ``predictions.partial.*``)."""
-        from hnc_core.guards import guarded_prediction_outputs
         from hnc_core.io import write_csv_atomic, write_json_atomic
 
-        self.written = True
-
-        write_json_atomic(self.output_dir / "failures.json", self.failures)
-        suffix = _guarded(guarded_prediction_outputs)(self.output_dir, len(self.rows), self.failures, self.source)
+        suffix = self.begin_write(len(self.rows))
         write_json_atomic(self.output_dir / f"predictions{suffix}.json", self.rows)
         rows = pd.DataFrame(self.rows, columns=["PatientID", "Prediction"]).assign(status="ok", error="")
         rows["warning"] = [self.warnings.get(r["PatientID"], "") for r in self.rows]
