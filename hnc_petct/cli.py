@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "nnunet-convert": ("nnunet_plugins.commands.convert", "convert a HECKTOR-layout cohort to an nnU-Net v2 raw dataset"),
     "seg-evaluate": ("nnunet_plugins.commands.evaluate", "segmentation metrics: DSC, HD95, surface Dice, GTVn F1"),
     "run": ("hnc_petct.commands.run", "the main job: validate, segment, RFS and DM models, HTML report"),
+    "export-bundles": ("hnc_petct.commands.export_bundles",
+                       "the three trained bundles of a finished run, for the clinic app / MONAI Deploy"),
 }
 
 DESCRIPTION = """\

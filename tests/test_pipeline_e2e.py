@@ -122,3 +122,27 @@ def test_rerun_skips_finished_stages_and_force_redoes_one(main_job):
     assert after["dm"]["finished_at"] == before["dm"]["finished_at"]
     assert after["report"]["finished_at"] >= before["report"]["finished_at"]
     assert seconds < main_job["seconds"] / 3
+
+
+@pytest.mark.slow
+def test_export_bundles_gives_the_clinic_app_three_trained_bundles(main_job, tmp_path):
+    """`hnc-petct export-bundles RUN_OUT DIR` assembles the run's trained models into the three bundle folders
+    the clinic app (`-m DIR`) resolves; it never overwrites an existing folder."""
+    from hnc_petct.clinic_app.bundles import SLOTS, resolve
+
+    dest = tmp_path / "bundles"
+    proc = subprocess.run([str(BIN / "hnc-petct"), "export-bundles", str(main_job["out"]), str(dest)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for slot in SLOTS:
+        info = resolve(slot, dest)
+        assert info.path == (dest / slot.folder).resolve() and info.model_file.is_file()
+    seg = json.loads((dest / "hecmamba_petct_segmentation" / "models" / "manifest.json").read_text())
+    assert "HecMambaTrainer_2epochs_10iters" in json.dumps(seg)  # the fold the run trained
+    for name in ("hecktor_rfs_fusion", "hnscc_distant_metastasis"):
+        shipped = (main_job["out"] / ("rfs" if "rfs" in name else "dm") / "models" / "model.ts").read_bytes()
+        assert (dest / name / "models" / "model.ts").read_bytes() == shipped
+    assert not dest.with_name("bundles.partial").exists()
+    again = subprocess.run([str(BIN / "hnc-petct"), "export-bundles", str(main_job["out"]), str(dest)],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
