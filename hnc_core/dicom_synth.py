@@ -284,7 +284,8 @@ def write_cohort_studies(cohort_dir: str | Path, out_dir: str | Path, seed: int 
     """Write every patient of a synthetic cohort as ``out_dir/<PatientID>/`` DICOM studies."""
     import pandas as pd
 
-    ids = pd.read_csv(Path(cohort_dir) / schema.CLINICAL_CSV_NAME, dtype=object)[schema.PATIENT_ID]
+    ids = [pid for pid in pd.read_csv(Path(cohort_dir) / schema.CLINICAL_CSV_NAME, dtype=object)[schema.PATIENT_ID]
+           if (Path(cohort_dir) / pid).is_dir()]  # CSV rows without an image folder have nothing to write
     out = {pid: write_patient_study(cohort_dir, pid, Path(out_dir) / pid, seed=seed) for pid in ids}
     write_json_atomic(Path(out_dir) / "studies.json", out)
     return out
