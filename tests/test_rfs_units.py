@@ -310,15 +310,3 @@ def test_one_bundle_root_lookup_for_both_bundles():
     assert rfs_bundle.config_bundle_root is config_bundle_root
     assert dm_bundle.bundle_root.__module__ == "survival_head.dm.bundle"
     assert dm_bundle.bundle_root("/x") == config_bundle_root("/x")
-
-
-def test_network_head_as_downstream_model_round_trips():
-    """The small-cohort fallback (too few inner events for ridge-Cox): the fold's risk is the network head's
-    linear score, and it survives the survival_model.json round trip the export reads."""
-    rng = np.random.default_rng(0)
-    X, w = rng.normal(size=(20, 128)), rng.normal(size=128)
-    m = PenalizedCoxRisk.from_linear(w)
-    np.testing.assert_allclose(m.predict(X), X @ w)
-    back = PenalizedCoxRisk.from_dict(json.loads(json.dumps(m.to_dict())))
-    np.testing.assert_allclose(back.predict(X), X @ w)
-

@@ -78,16 +78,6 @@ class PenalizedCoxRisk(BaseEstimator):
                 "inner_cindex": {str(k): v for k, v in self.inner_cindex_.items()}}
 
     @classmethod
-    def from_linear(cls, coef: np.ndarray, random_state: int = 0) -> "PenalizedCoxRisk":
-        """A fitted model whose risk is ``X @ coef`` (no standardisation, no penalty): e.g. the network's own
-        Cox head, used when too few events are left out of sample to fit a ridge-Cox model."""
-        m = cls(alphas=(0.0,), random_state=random_state)
-        coef = np.asarray(coef, float).reshape(-1)
-        m.alpha_, m.mean_, m.scale_, m.coef_ = 0.0, np.zeros_like(coef), np.ones_like(coef), coef
-        m.inner_cindex_ = {}
-        return m
-
-    @classmethod
     def from_dict(cls, d: dict) -> "PenalizedCoxRisk":
         m = cls(**{**d["params"], "alphas": tuple(d["params"]["alphas"])})
         m.alpha_ = float(d["alpha"])

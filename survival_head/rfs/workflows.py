@@ -34,7 +34,6 @@ from survival_head.rfs.survival_model import PenalizedCoxRisk
 from survival_head.rfs.training import TrainConfig, predict_risk, train_network
 
 log = logging.getLogger(__name__)
-MIN_DOWNSTREAM_EVENTS = 10  # out-of-sample ridge-Cox needs at least this many events in the inner part
 MANIFEST = "manifest.json"
 
 
@@ -90,10 +89,6 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     ``downstream_fit="out_of_sample"`` fits the ridge-Cox model (and its penalty) on the 128-d features of
     that inner part, whose patients the network's weights never trained on; ``"in_sample"`` fits it on all
     training patients' features (in-sample: the features of patients the network fitted are optimistic).
-    With fewer than :data:`MIN_DOWNSTREAM_EVENTS` events in the inner part (small cohorts: the 40-patient demo
-    leaves 6 patients, ~3 events) a 128-d ridge-Cox cannot be fitted there; the fold then keeps the network's
-    own Cox head (trained on the fit part only, so still unbiased on the fold's validation patients), logged and
-    recorded as ``downstream_fit: "network_head"``.
     """
     if downstream_fit not in ("out_of_sample", "in_sample"):
         raise ValueError(f"downstream_fit must be 'out_of_sample' or 'in_sample', got {downstream_fit!r}")
@@ -120,16 +115,8 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
     net, hist = train_network(net, fit, stop, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
     cox_ids = stop_ids if downstream_fit == "out_of_sample" and stop_ids else fold["train"]
-    n_cox_events = int(np.sum(data.outcome(cox_ids)["event"]))
-    if cox_ids is stop_ids and n_cox_events < MIN_DOWNSTREAM_EVENTS:
-        model, downstream = PenalizedCoxRisk.from_linear(net.risk_head.weight.detach().cpu().numpy(), cfg.seed), \
-            "network_head"
-        log.warning("fold %d: %d events among the %d inner patients (< %d): too few for the out-of-sample ridge-Cox; "
-                    "the fold keeps the network's own Cox head", k, n_cox_events, len(cox_ids), MIN_DOWNSTREAM_EVENTS)
-    else:
-        f_cox = _fused(net, stop, cfg) if cox_ids is stop_ids else f_tr
-        model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_cox, data.outcome(cox_ids))
-        downstream = "out_of_sample" if cox_ids is stop_ids else "in_sample"
+    f_cox = _fused(net, stop, cfg) if cox_ids is stop_ids else f_tr
+    model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_cox, data.outcome(cox_ids))
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
     c_val = harrell_c(data.outcome(fold["val"]), r_va)
     d = models_dir / f"fold{k}"
@@ -143,7 +130,7 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
             "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
             "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_,
             "early_stopping": stopping, "n_early_stopping": len(stop["time"]),
-            "downstream_fit": downstream, "n_downstream": len(cox_ids), "n_downstream_events": n_cox_events}
+            "downstream_fit": "out_of_sample" if cox_ids is stop_ids else "in_sample", "n_downstream": len(cox_ids)}
     log.info("fold %d: val C = %.3f (network %.3f, best epoch %d)", k, c_val, hist["best_val_cindex"],
              hist["best_epoch"])
     return info, r_tr, r_va
