@@ -83,7 +83,8 @@ def build_jobs(cohort_dir, params: dict, mask_dir=None, include_nodes=True, ring
     for pid in wanted:
         rec = cohort.patients.get(pid)
         if rec is None or rec.ct is None:
-            failures.append(failure(pid, rec.folder if rec else cohort_dir, f"[{pid}] no CT image in {cohort_dir}"))
+            failures.append(failure(pid, (rec.folder if rec else None) or cohort_dir,
+                                    f"[{pid}] no CT image in {cohort_dir}"))
             continue
         try:
             mask = mask_file(pid, rec.label, mask_dir)
