@@ -7,8 +7,8 @@ images and the others read the findings back. The key is :func:`hnc_core.identit
 CT / PET / label (path, size, mtime, inode), their roles and permission bits, the check thresholds and
 :data:`CHECK_VERSION`: any edit, replacement, rename or ``chmod`` of a file re-checks that patient.
 
-Where: ``$HNC_PETCT_CHECK_CACHE`` (``off`` disables it), else ``$XDG_CACHE_HOME/hnc-petct/checks`` or
-``~/.cache/hnc-petct/checks``. When that folder cannot be written (a read-only container) the checks simply
+Where: ``$HNC_PETCT_CHECK_CACHE`` (``off`` disables it), else the project's cache folder ``checks``
+(:func:`hnc_core.identity.user_cache_dir`: ``$HNC_PETCT_CACHE`` or ``~/.cache/hnc-petct``). When that folder cannot be written (a read-only container) the checks simply
 run every time.
 """
 
@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from hnc_core.identity import cache_key
+from hnc_core.identity import cache_key, user_cache_dir
 
 CHECK_VERSION = "voxel-checks-1"  # bump whenever a check of hnc_core.cohort._check_images changes
 _DIR: list = []  # resolved once per process: [Path | None]
@@ -33,9 +33,7 @@ def memo_dir() -> Path | None:
     if env is not None and env.strip().lower() in ("", "off", "0", "none"):
         folder = None
     else:
-        base = env or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                   "hnc-petct", "checks")
-        folder = Path(base)
+        folder = Path(env or user_cache_dir("checks"))
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryFile(dir=folder).close()

@@ -15,6 +15,14 @@ import os
 from pathlib import Path
 
 
+def user_cache_dir(name: str) -> str:
+    """The project's cache folder ``name``: under ``$HNC_PETCT_CACHE``, else ``$XDG_CACHE_HOME/hnc-petct``
+    (default ``~/.cache/hnc-petct``); outside bundles and cohorts. Not created here."""
+    base = os.environ.get("HNC_PETCT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "hnc-petct")
+    return os.path.join(base, name)
+
+
 def file_identity(path: str | Path) -> str:
     """``"size:mtime_ns:inode"`` of one file (raises ``FileNotFoundError`` when it is missing)."""
     st = Path(path).stat()

@@ -305,7 +305,7 @@ def test_one_bundle_root_lookup_for_both_bundles():
     """Both bundles resolve ``bundle_root`` through the one lookup (the running config file's own folder)."""
     import survival_head.dm.bundle as dm_bundle
     import survival_head.rfs.bundle as rfs_bundle
-    from survival_head.io.bundle_paths import config_bundle_root
+    from hnc_core.bundle_paths import config_bundle_root
 
     assert rfs_bundle.config_bundle_root is config_bundle_root
     assert dm_bundle.bundle_root.__module__ == "survival_head.dm.bundle"

@@ -29,7 +29,15 @@ def _series_of(selection) -> object:
     return selection[0].selected_series[0].series
 
 
-class SeriesCheckOperator(PortsOperator):
+class StudyFolderOperator(PortsOperator):
+    """An operator of ours that also reads the study folder itself (``input_dir``: unread files, the sidecar)."""
+
+    def __init__(self, fragment, *args, input_dir=None, **kwargs):
+        self.input_dir = input_dir
+        super().__init__(fragment, *args, **kwargs)
+
+
+class SeriesCheckOperator(StudyFolderOperator):
     """In: ``dicom_study_list`` (stock loader), ``study_selected_series_list`` (stock selector).
 
     Out: ``ct_series``, ``pet_series`` (one-series ``List[StudySelectedSeries]``), ``series_info`` (dict).
@@ -38,10 +46,6 @@ class SeriesCheckOperator(PortsOperator):
     INPUTS = ("dicom_study_list", "study_selected_series_list")
     OUTPUTS = ("ct_series", "pet_series")
     OPTIONAL_OUTPUTS = ("series_info",)
-
-    def __init__(self, fragment, *args, input_dir=None, **kwargs):
-        self.input_dir = input_dir
-        super().__init__(fragment, *args, **kwargs)
 
     def compute(self, op_input, op_output, context):
         studies = op_input.receive("dicom_study_list")
@@ -134,15 +138,11 @@ class PetCtImageOperator(PortsOperator):
         op_output.emit({"affine_lps_dhw": ct_aff, "pet_coverage": frac, "warnings": warnings}, "geometry")
 
 
-class ClinicalRecordOperator(PortsOperator):
+class ClinicalRecordOperator(StudyFolderOperator):
     """In: ``series_info``. Out: ``clinical`` = {"record": {...HECKTOR columns}, "sidecar": path, "warnings"}."""
 
     INPUTS = ("series_info",)
     OUTPUTS = ("clinical",)
-
-    def __init__(self, fragment, *args, input_dir=None, **kwargs):
-        self.input_dir = input_dir
-        super().__init__(fragment, *args, **kwargs)
 
     def compute(self, op_input, op_output, context):
         info = op_input.receive("series_info")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from survival_head.io.bundle_paths import config_bundle_root
+from hnc_core.bundle_paths import config_bundle_root
 
 
 def bundle_root(default: str | None = None) -> str:

@@ -1,20 +1,17 @@
-"""Bundle paths shared by the outcome bundles' configs: bundle root from the config's own folder, cache dir."""
+"""Helpers shared by the outcome bundles' configs: the preprocessing cache folder, the error boundary.
+
+The bundle root comes from :func:`hnc_core.bundle_paths.config_bundle_root` (the config file's own folder)."""
 
 from __future__ import annotations
 
-import os
+from hnc_core.identity import user_cache_dir
 
-from hnc_core.bundle_paths import config_bundle_root
-
-__all__ = ["config_bundle_root", "default_cache_dir", "guarded"]
+__all__ = ["default_cache_dir", "guarded"]
 
 
 def default_cache_dir(name: str) -> str:
-    """Preprocessing cache outside the bundle folder: ``$HNC_PETCT_CACHE`` or ``$XDG_CACHE_HOME/hnc-petct``
-    (default ``~/.cache/hnc-petct``), sub-folder ``name``."""
-    base = os.environ.get("HNC_PETCT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "hnc-petct")
-    return os.path.join(base, name)
+    """Preprocessing cache outside the bundle folder (:func:`hnc_core.identity.user_cache_dir`)."""
+    return user_cache_dir(name)
 
 
 def guarded(fn):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from survival_head.io.bundle_paths import config_bundle_root, default_cache_dir
+from hnc_core.bundle_paths import config_bundle_root
+from survival_head.io.bundle_paths import default_cache_dir
 
 __all__ = ["config_bundle_root", "default_cache_dir", "default_device", "distributed_device"]
 
