@@ -14,11 +14,12 @@ Resolution, per bundle, first match wins:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from hnc_core.hashing import sha256_file
 
 from .errors import StudyInputError
 
@@ -74,14 +75,6 @@ def model_file(bundle: Path) -> Path:
     """``models/model.ts`` if present, else ``models/model.pt`` (MONAI Deploy's order for a bundle folder)."""
     ts = bundle / "models" / "model.ts"
     return ts if ts.is_file() else bundle / "models" / "model.pt"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def candidates(slot: BundleSlot, models_dir: str | os.PathLike | None) -> list[Path]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
-SEG, RFS, DM = "hecmamba_petct_segmentation", "hecktor_rfs_fusion", "hnscc_distant_metastasis"
+from hnc_petct.clinic_app.bundles import DM as _DM, REPO_BUNDLES, RFS as _RFS, SEG as _SEG
+
+SEG, RFS, DM = _SEG.folder, _RFS.folder, _DM.folder  # the bundle folder names the clinic app resolves
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
