@@ -60,9 +60,16 @@ def seg_bundle(nnunet_pipeline, tmp_path_factory) -> dict:
 def test_export_writes_the_monai_nnunet_layout(seg_bundle):
     models = seg_bundle["bundle"] / "models"
     manifest = json.loads((models / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.pt", "nnunet_checkpoint.pth", "plans.json", "dataset.json"}
+    assert set(manifest["files"]) == {"model.pt", "model.ts", "nnunet_checkpoint.pth", "plans.json", "dataset.json"}
     assert manifest["trainer"] == "HecMambaTrainer_2epochs_10iters" and manifest["fold"] == 0
+    assert manifest["model_ts"]["use_mirroring"] is True
     import torch
+
+    extra = {"metadata.json": "", "inference.json": "", "export_settings.json": ""}
+    ts = torch.jit.load(str(models / "model.ts"), map_location="cpu", _extra_files=extra)
+    assert json.loads(extra["metadata.json"])["network_data_format"]["inputs"]["image"]["num_channels"] == 2
+    assert "network_def" in json.loads(extra["inference.json"])
+    assert "aten::" in str(ts.network.inlined_graph) and "numba" not in str(ts.code)
 
     weights = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     assert all(k.startswith("network.") for k in weights) and any(k.endswith("mamba.A_log") for k in weights)
@@ -79,6 +86,40 @@ def test_bundle_run_equals_nnunetv2_predict(seg_bundle):
         assert ours.dtype == np.uint8 and geo == ref_geo
         assert np.array_equal(ours, theirs), f"{ref.name}: {(ours != theirs).mean():.2e} of voxels differ"
         assert set(np.unique(ours)) <= {0, 1, 2}
+
+
+def _monai_image(case_files: list[Path]):
+    """The bundle's preprocessing input as MONAI loads it: (1, 2, W, H, D) float32."""
+    import torch
+    from monai.transforms import EnsureChannelFirst, LoadImage
+
+    img = EnsureChannelFirst()(LoadImage(image_only=True)([str(f) for f in case_files]))
+    return torch.as_tensor(img, dtype=torch.float32)[None]
+
+
+@pytest.mark.slow
+def test_model_ts_equals_nnunetv2_predict(seg_bundle, tmp_path):
+    """The TorchScript whole-case inference (exported without mirroring, as nnUNetv2_predict --disable_tta) gives
+    nnU-Net's label map on the same cases, and refuses a wrong channel count."""
+    import torch
+
+    from nnunet_plugins.bundle.network import HecMambaBundleNet
+    from nnunet_plugins.bundle.torchscript import save_model_ts
+
+    models = seg_bundle["bundle"] / "models"
+    net = HecMambaBundleNet(models)
+    net.load_state_dict(torch.load(models / "model.pt", map_location="cpu", weights_only=True))
+    save_model_ts(net, tmp_path / "model.ts", use_mirroring=False)
+    ts = torch.jit.load(str(tmp_path / "model.ts"))
+    for ref in sorted(seg_bundle["fold"]["pred"].glob("*.nii.gz")):
+        case = ref.name[: -len(".nii.gz")]
+        files = [seg_bundle["fold"]["images"] / f"{case}_000{c}.nii.gz" for c in (0, 1)]
+        with torch.no_grad():
+            ours = ts(_monai_image(files))[0, 0].numpy().astype(np.uint8).transpose(2, 1, 0)
+        theirs, _ = _labels(ref)
+        assert np.array_equal(ours, theirs), f"{case}: {(ours != theirs).mean():.2e} of voxels differ"
+    with pytest.raises(Exception, match="trained number of channels"):
+        ts(torch.zeros(1, 3, 20, 40, 40))
 
 
 @pytest.mark.slow
@@ -100,14 +141,23 @@ def test_workflow_properties_and_verify_net_in_out_cli(seg_bundle, tmp_path):
 
 @pytest.mark.slow
 def test_monai_deploy_stock_operator_matches_bundle_run(seg_bundle, tmp_path):
+    """The stock operator loads the bundle folder's models/model.ts (mirroring on, as exported) and gives the label
+    maps of ``monai.bundle run inference.json`` with its defaults (Python route, nnU-Net's predictor)."""
+    cli = tmp_path / "cli_tta"
+    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+          str(seg_bundle["bundle"] / "configs" / "inference.json"), "--dataset_dir", str(seg_bundle["fold"]["images"]),
+          "--output_dir", str(cli)], cwd=tmp_path)
     out = tmp_path / "deploy"
     _run([f'ulimit -s 32768 && exec "{sys.executable}" -m hnc_petct.deploy.bundle_app seg --model '
           f'"{seg_bundle["bundle"]}" --cohort "{seg_bundle["fold"]["images"]}" --out "{out}"'], cwd=tmp_path,
          shell=True)
-    for cli in sorted(seg_bundle["cli"].glob("*.nii.gz")):
-        ours, geo = _labels(out / cli.name)
-        ref, ref_geo = _labels(cli)
-        assert geo == ref_geo and np.array_equal(ours, ref), cli.name
+    written = sorted(cli.glob("*.nii.gz"))
+    assert len(written) == 2
+    for ref_file in written:
+        ours, geo = _labels(out / ref_file.name)
+        ref, ref_geo = _labels(ref_file)
+        assert geo == ref_geo
+        assert np.array_equal(ours, ref), f"{ref_file.name}: {(ours != ref).mean():.2e} of voxels differ"
 
 
 @pytest.mark.slow

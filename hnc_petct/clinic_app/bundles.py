@@ -3,7 +3,7 @@
 A bundle is a MONAI bundle directory (``configs/metadata.json``, ``configs/inference.json`` and
 ``models/model.ts``, or ``models/model.pt`` + the config's ``network``) served by MONAI Deploy's stock
 ``MonaiBundleInferenceOperator``, which loads a directory bundle in that order: the outcome bundles ship
-TorchScript, the HecMamba segmentation bundle ``network_def`` (nnU-Net's predictor) + ``model.pt``.
+TorchScript; the HecMamba segmentation bundle too (its export writes ``models/model.ts``).
 Resolution, per bundle, first match wins:
 
 1. ``HNC_SEG_BUNDLE`` / ``HNC_RFS_BUNDLE`` / ``HNC_DM_BUNDLE``: a bundle directory;

@@ -12,9 +12,9 @@ Run it under a large stack, as holoscan asks (it may crash below 8 MB)::
     python -m hnc_petct.deploy.bundle_app rfs --model BUNDLE/models/model.ts --cohort COHORT --out preds.json
     python -m hnc_petct.deploy.bundle_app seg --model BUNDLE --cohort NNUNET_IMAGES --out LABELS_DIR
 
-The segmentation bundle (HecMamba, nnU-Net's predictor in Python) has no TorchScript: ``--model`` is the bundle
-folder, and the stock operator builds its ``network`` from ``inference.json`` and loads ``models/model.pt``
-(strict), its own route for directory bundles.
+For the segmentation bundle ``--model`` is the bundle folder: the stock operator reads its ``configs/`` and loads
+``models/model.ts`` (nnU-Net's whole-case inference as TorchScript, written by the export), or without it
+builds ``network`` from ``inference.json`` and loads ``models/model.pt`` (strict).
 
 Inputs handed to the operator (what a DICOM front end would produce after series selection):
 

@@ -7,8 +7,9 @@
 ``convert_nnunet_to_monai_bundle`` writes ``models/nnunet_checkpoint.pth`` (trainer name, init args, mirroring
 axes), ``models/plans.json`` and ``models/dataset.json``; its per-fold ``fold_N/model.pt`` weights become
 ``models/model.pt`` in :class:`~nnunet_plugins.bundle.network.HecMambaBundleNet`'s key layout (the file MONAI's
-``CheckpointLoader`` and MONAI Deploy's bundle operator load), and ``models/manifest.json`` records sha256 of
-each file and where it came from.
+``CheckpointLoader`` loads), ``models/model.ts`` is the whole-case inference as TorchScript
+(:mod:`~nnunet_plugins.bundle.torchscript`; what MONAI Deploy's bundle operator loads, with ``metadata.json`` and
+``inference.json`` embedded), and ``models/manifest.json`` records sha256 of each file and where it came from.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .network import load_nnunet_checkpoint, nnunet_safe_globals
 
 __all__ = ["export_fold", "MODEL_FILES"]
 
-MODEL_FILES = ("model.pt", "nnunet_checkpoint.pth", "plans.json", "dataset.json")
+MODEL_FILES = ("model.pt", "model.ts", "nnunet_checkpoint.pth", "plans.json", "dataset.json")
 
 
 @contextlib.contextmanager
@@ -59,13 +60,15 @@ def _parse_fold_dir(fold_dir: Path) -> dict:
             "configuration": parts[2], "fold": int(fold) if fold.isdigit() else fold}
 
 
-def export_fold(fold_dir: str | os.PathLike, bundle_dir: str | os.PathLike, checkpoint: str = "checkpoint_final.pth"
-                ) -> dict:
-    """Write ``bundle_dir/models/{model.pt, nnunet_checkpoint.pth, plans.json, dataset.json, manifest.json}``.
+def export_fold(fold_dir: str | os.PathLike, bundle_dir: str | os.PathLike, checkpoint: str = "checkpoint_final.pth",
+                use_mirroring: bool = True, tile_step_size: float = 0.5) -> dict:
+    """Write ``bundle_dir/models/{model.pt, model.ts, nnunet_checkpoint.pth, plans.json, dataset.json,
+    manifest.json}``.
 
     ``fold_dir``: a finished nnU-Net fold (``checkpoint_final.pth`` and ``checkpoint_best.pth``; the weights
-    exported are ``checkpoint``'s). Files are built in a temporary folder and moved in one by one, each
-    atomically; returns the manifest.
+    exported are ``checkpoint``'s). ``use_mirroring`` / ``tile_step_size``: the test-time mirroring and window
+    step baked into ``model.ts`` (nnU-Net's defaults; the Python route takes them from ``inference.json``).
+    Files are built in a temporary folder and moved in one by one, each atomically; returns the manifest.
     """
     from monai.apps.nnunet.nnunet_bundle import convert_nnunet_to_monai_bundle
 
@@ -88,14 +91,28 @@ def export_fold(fold_dir: str | os.PathLike, bundle_dir: str | os.PathLike, chec
                 bundle_root_folder=tmp, fold=info["fold"])
         weights = load_nnunet_checkpoint(fold_dir / checkpoint)["network_weights"]
         torch.save({f"network.{k}": v for k, v in weights.items()}, Path(tmp) / "models" / "model.pt")
+        settings = _write_model_ts(Path(tmp) / "models", Path(bundle_dir) / "configs", use_mirroring, tile_step_size)
         for name in MODEL_FILES:
             with atomic_path(models / name) as dst:
                 shutil.copyfile(Path(tmp) / "models" / name, dst)
     manifest = {"source_fold": str(fold_dir), "checkpoint": checkpoint, **{k: info[k] for k in
-                ("dataset", "trainer", "plans", "configuration", "fold")},
+                ("dataset", "trainer", "plans", "configuration", "fold")}, "model_ts": settings,
                 "files": {name: sha256_file(models / name) for name in MODEL_FILES}}
     write_json_atomic(models / "manifest.json", manifest)
     return manifest
+
+
+def _write_model_ts(models: Path, configs: Path, use_mirroring: bool, tile_step_size: float) -> dict:
+    """``models/model.ts`` from the fold files already in ``models`` (see :func:`save_model_ts`)."""
+    from .network import HecMambaBundleNet
+    from .torchscript import save_model_ts
+
+    net = HecMambaBundleNet(models, verify=False)
+    net.load_state_dict(torch.load(models / "model.pt", map_location="cpu", weights_only=True), strict=True)
+    extra = {name: (configs / name).read_text() for name in ("metadata.json", "inference.json")
+             if (configs / name).is_file()}
+    return save_model_ts(net, models / "model.ts", extra_files=extra, use_mirroring=use_mirroring,
+                         tile_step_size=tile_step_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("fold_dir", help="nnU-Net results fold: RESULTS/DatasetXXX/TRAINER__PLANS__CONF/fold_N")
     p.add_argument("bundle_dir", help="bundle folder (hecmamba_petct_segmentation); writes its models/")
     p.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint of the fold to export")
+    p.add_argument("--disable-tta", action="store_true", help="model.ts without test-time mirroring "
+                                                                "(nnUNetv2_predict --disable_tta)")
+    p.add_argument("--step-size", type=float, default=0.5, help="model.ts sliding-window step (fraction of patch)")
     a = p.parse_args(argv)
-    print(json.dumps(export_fold(a.fold_dir, a.bundle_dir, a.checkpoint), indent=2))
+    print(json.dumps(export_fold(a.fold_dir, a.bundle_dir, a.checkpoint, use_mirroring=not a.disable_tta,
+                                 tile_step_size=a.step_size), indent=2))
     return 0
 
 

@@ -87,6 +87,7 @@ class HecMambaBundleNet(torch.nn.Module):
         tile_step_size: sliding-window step as a fraction of the patch (nnU-Net default 0.5).
         use_gaussian: Gaussian weighting of the windows (nnU-Net default).
         device: where nnU-Net runs the network (default: the device of the weights at call time).
+        verify: check ``models/manifest.json``'s sha256 first (off only while the export itself builds the files).
 
     ``forward(image)``: ``image`` (B, C, W, H, D) float, MONAI's layout (``LoadImaged`` + ``EnsureChannelFirstd``
     of the CT and the PET resampled onto the CT grid); a ``MetaTensor`` affine gives the voxel spacing, a plain
@@ -95,7 +96,7 @@ class HecMambaBundleNet(torch.nn.Module):
     """
 
     def __init__(self, models_dir: str | Path, use_mirroring: bool = True, tile_step_size: float = 0.5,
-                 use_gaussian: bool = True, device: str | torch.device | None = None) -> None:
+                 use_gaussian: bool = True, device: str | torch.device | None = None, verify: bool = True) -> None:
         super().__init__()
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -105,7 +106,8 @@ class HecMambaBundleNet(torch.nn.Module):
         if missing:
             raise FileNotFoundError(f"{models_dir}: missing {missing}; export a trained fold with "
                                     f"`python -m nnunet_plugins.bundle.export FOLD_DIR BUNDLE_DIR`")
-        verify_models(models_dir)
+        if verify:
+            verify_models(models_dir)
         self.dataset_json = json.loads((models_dir / "dataset.json").read_text())
         self.plans_manager = PlansManager(json.loads((models_dir / "plans.json").read_text()))
         ckpt = load_nnunet_checkpoint(models_dir / "nnunet_checkpoint.pth")

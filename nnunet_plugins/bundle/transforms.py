@@ -22,9 +22,50 @@ from hnc_core.io import write_image_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CaseFolder", "case_folder", "AtomicSaveImage", "AtomicSaveImaged", "case_id_of"]
+__all__ = ["CaseFolder", "case_folder", "AtomicSaveImage", "AtomicSaveImaged", "AttachInputMetad", "case_id_of",
+           "trained_spacing"]
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})\.nii(\.gz)?$")
+
+
+def trained_spacing(models_dir: str | Path) -> list[float]:
+    """Voxel spacing (mm) the exported fold was trained at, in MONAI's array axes (x, y, z): the plans'
+    configuration spacing (nnU-Net's transposed (z, y, x) axes) put back in image order and reversed."""
+    import json
+
+    from .network import load_nnunet_checkpoint
+
+    models_dir = Path(models_dir)
+    plans = json.loads((models_dir / "plans.json").read_text())
+    conf = load_nnunet_checkpoint(models_dir / "nnunet_checkpoint.pth")["init_args"]["configuration"]
+    spacing = plans["configurations"][conf]["spacing"]
+    backward = plans.get("transpose_backward", [0, 1, 2])
+    zyx = [float(spacing[i]) for i in backward]
+    return zyx[::-1]
+
+
+class AttachInputMetad(MapTransform):
+    """Give ``d[key]`` (a model output on the preprocessed grid, plain tensor or ``MetaTensor``) the metadata and
+    applied operations of ``d[ref_key]``, so MONAI's ``Invertd`` can take it back to the input grid. TorchScript
+    models (``models/model.ts`` under MONAI Deploy) return plain tensors."""
+
+    def __init__(self, keys: KeysCollection, ref_key: str = "image", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key = ref_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        from copy import deepcopy
+
+        from monai.data import MetaTensor
+
+        d = dict(data)
+        ref = d[self.ref_key]
+        for key in self.key_iterator(d):
+            value = d[key].as_tensor() if isinstance(d[key], MetaTensor) else torch.as_tensor(d[key])
+            if isinstance(ref, MetaTensor):
+                value = MetaTensor(value, meta=deepcopy(ref.meta), applied_operations=deepcopy(ref.applied_operations))
+            d[key] = value
+        return d
 
 
 def case_id_of(path: str | Path) -> str:

@@ -1,6 +1,6 @@
 """Backend choice for the selective scan and the causal conv1d.
 
-``HNC_SCAN_BACKEND`` = ``auto`` (default) | ``cuda`` | ``portable`` | ``reference``:
+``HNC_SCAN_BACKEND`` = ``auto`` (default) | ``cuda`` | ``portable`` | ``torch`` | ``reference``:
 
 * ``auto``: mamba-ssm / causal-conv1d CUDA kernels for CUDA tensors when the exact function the op calls
   imports; otherwise the portable implementation, with a :class:`RuntimeWarning` (once per process and op)
@@ -8,7 +8,11 @@
 * ``cuda``: the CUDA kernels or a :class:`BackendUnavailableError` with the import error and install hint.
 * ``portable``: numba CPU kernels for CPU tensors (pure-PyTorch chunked scan if numba is missing, and on
   CUDA/MPS tensors).
+* ``torch``: the pure-PyTorch chunked scan and ``F.conv1d`` on every device (no numba): what
+  :func:`use_backend` selects while the network is traced to TorchScript, so the graph holds only aten ops.
 * ``reference``: the sequential pure-PyTorch definition (slow; for debugging).
+
+:func:`use_backend` overrides the variable inside a ``with`` block (this thread and process only).
 
 The probe imports exactly what the op calls (:data:`KERNELS`: module and function), once, inside a
 function, never at module import (``mamba_ssm``'s package ``__init__`` pulls triton and transformers and fails
@@ -18,6 +22,7 @@ resolved choice in one line (the trainers write it to nnU-Net's log).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
@@ -28,7 +33,7 @@ from typing import Callable
 import torch
 
 ENV_VAR = "HNC_SCAN_BACKEND"
-CHOICES = ("auto", "cuda", "portable", "reference")
+CHOICES = ("auto", "cuda", "portable", "torch", "reference")
 INSTALL_HINT = ('install the CUDA kernels with `pip install "hnc-petct[cuda]"` (mamba-ssm, causal-conv1d; '
                 "needs a CUDA toolkit matching your torch build), or unset HNC_SCAN_BACKEND / set it to 'auto'")
 # op -> (module, function) that the op calls on the kernel path; the probe imports exactly these.
@@ -40,6 +45,7 @@ KERNEL_DEVICES = ("cuda",)  # device types the compiled kernels run on
 log = logging.getLogger("nnunet_plugins.ops")
 _logged: set[tuple[str, str, str]] = set()
 _warned: set[str] = set()
+_override: list[str] = []
 
 
 class BackendUnavailableError(RuntimeError):
@@ -83,7 +89,21 @@ def numba_available() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Resolve every op to ``name`` (one of :data:`CHOICES`) inside the block, whatever ``HNC_SCAN_BACKEND``."""
+    if name not in CHOICES:
+        raise ValueError(f"backend {name!r} is not one of {', '.join(CHOICES)}")
+    _override.append(name)
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
 def requested_backend() -> str:
+    if _override:
+        return _override[-1]
     value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if value not in CHOICES:
         raise ValueError(f"{ENV_VAR}={value!r} is not one of {', '.join(CHOICES)}")
@@ -108,8 +128,8 @@ def resolve(op: str, device: torch.device, quiet: bool = False) -> str:
             raise BackendUnavailableError(f"{ENV_VAR}=cuda but the tensors are on {device}; move the model to CUDA "
                                           "or set HNC_SCAN_BACKEND=auto")
         name = "cuda"
-    elif req == "reference":
-        name = "reference"
+    elif req in ("reference", "torch"):
+        name = req
     elif req == "auto" and on_kernel_device:
         _, err = load_kernel(op)
         if err is None:
