@@ -141,9 +141,9 @@ def test_dicom_seg_reads_back_onto_the_ct_grid(setup):
     rep = json.loads((setup["out"] / "report.json").read_text())
     vox_ml = float(np.prod(setup["ct"].GetSpacing())) / 1000
     assert rep["segmentation"]["volume_ml"]["GTVp"] == pytest.approx((labels == 1).sum() * vox_ml, abs=1e-3)
-    model_pt = setup["seg"] / "models" / "model.pt"
-    assert rep["segmentation"]["model"]["model_file"] == "models/model.pt"
-    assert rep["segmentation"]["model"]["model_sha256"] == hashlib.sha256(model_pt.read_bytes()).hexdigest()
+    model_ts = setup["seg"] / "models" / "model.ts"  # what the stock operator loads from the bundle folder
+    assert rep["segmentation"]["model"]["model_file"] == "models/model.ts"
+    assert rep["segmentation"]["model"]["model_sha256"] == hashlib.sha256(model_ts.read_bytes()).hexdigest()
     assert rep["segmentation"]["model"]["name"] == "HecMamba PET/CT GTV segmentation"
 
 

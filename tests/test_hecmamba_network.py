@@ -109,3 +109,31 @@ def test_weight_decay_groups_exclude_a_log_d_norms_biases():
     sched = WarmupPolyLR(opt, 1e-3, 100, warmup=10)
     assert sched.lr_at(0) == pytest.approx(1e-4) and sched.lr_at(9) == pytest.approx(1e-3)
     assert sched.lr_at(55) == pytest.approx(1e-3 * 0.5 ** 0.9) and sched.lr_at(100) == 0.0
+
+
+def test_traced_network_is_pure_torch_and_its_scan_loop_is_not_unrolled():
+    """TorchScript export traces under use_backend("torch"): both ops resolve to PyTorch, the traced HecMamba
+    equals the eager (numba) one, and the traced graph is the same size at 4x the tokens (the chunk loop stays
+    one scripted loop), so model.ts holds only aten ops."""
+    from nnunet_plugins.ops import backend
+
+    with backend.use_backend("torch"):
+        assert backend.resolve("scan", torch.device("cpu")) == "torch"
+        assert backend.resolve("conv1d", torch.device("cpu")) == "torch"
+    assert backend.requested_backend() != "torch" or backend.os.environ.get(backend.ENV_VAR) == "torch"
+    sizes = []
+    for patch in ([16, 16, 16], [16, 32, 32]):
+        torch.manual_seed(0)
+        kw = _kwargs(3, patch)
+        kw["deep_supervision"] = False
+        net = HecMamba(**kw).eval()
+        x = torch.randn(1, 2, *patch)
+        with torch.no_grad():
+            ref = net(x)
+            with backend.use_backend("torch"):
+                traced = torch.jit.trace(net, x, check_trace=False)
+            assert torch.allclose(traced(x), ref, atol=1e-4)
+        graph = str(traced.inlined_graph)
+        assert "prim::Loop" in graph and "PythonOp" not in graph
+        sizes.append(graph.count("\n"))
+    assert sizes[1] < sizes[0] * 1.2, sizes
