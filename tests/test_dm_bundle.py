@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -189,8 +190,6 @@ def test_model_ts_is_the_whole_dm_model_with_exact_input_format(trained):
     """models/model.ts written by train.json (image branch + radiomics standardisation + clinical encoding +
     FC head) gives the Python model's probabilities (<= 1e-5); its embedded metadata declares the trained
     channel counts (3 image channels at 32^3, the k radiomics the selector kept, 10 raw clinical values)."""
-    import zipfile
-
     import numpy as np
     import torch
 
@@ -246,7 +245,7 @@ def test_documented_export_command_rewrites_the_whole_model(trained, tmp_path):
     assert torch.allclose(got, ref, atol=1e-5, rtol=0) and float(ref.max() - ref.min()) > 0
 
 
-def test_standard_workflow_properties(trained):
+def test_standard_workflow_properties(trained, tmp_path):
     from monai.bundle import ConfigWorkflow
 
     cohort, cache, out = trained
@@ -255,6 +254,21 @@ def test_standard_workflow_properties(trained):
                             dataset_dir=str(cohort), model_dir=str(out / "models"), radiomics_cache=str(cache))
         wf.initialize()
         assert wf.check_properties() == [], config
+    # MONAI's shape check of network_def against the trained model's declared inputs (embedded in model.ts); the
+    # CLI cannot pass tensors as extra_forward_args, so the radiomics and clinical vectors go in from Python
+    import torch
+    from monai.bundle import verify_net_in_out
+
+    with zipfile.ZipFile(out / "models" / "model.ts") as z:
+        meta = json.loads(z.read("model/extra/metadata.json"))
+    meta_file = tmp_path / "metadata.json"
+    meta_file.write_text(json.dumps(meta))
+    fmt = meta["network_data_format"]["inputs"]
+    verify_net_in_out(net_id="network_def", meta_file=str(meta_file), config_file=str(BUNDLE / "configs" /
+                      "inference.json"), device="cpu", model_dir=str(out / "models"),
+                      extra_forward_args={"radiomics": torch.rand(1, fmt["radiomics"]["num_channels"],
+                                                                  dtype=torch.float64),
+                                          "clinical": torch.rand(1, fmt["clinical"]["num_channels"])})
 
 
 @pytest.mark.slow
