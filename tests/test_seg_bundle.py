@@ -100,7 +100,8 @@ def _monai_image(case_files: list[Path]):
 @pytest.mark.slow
 def test_model_ts_equals_nnunetv2_predict(seg_bundle, tmp_path):
     """The TorchScript whole-case inference (exported without mirroring, as nnUNetv2_predict --disable_tta) gives
-    nnU-Net's label map on the same cases, and refuses a wrong channel count."""
+    class probabilities whose argmax is nnU-Net's label map on the same cases, and refuses a wrong channel
+    count."""
     import torch
 
     from nnunet_plugins.bundle.network import HecMambaBundleNet
@@ -115,11 +116,51 @@ def test_model_ts_equals_nnunetv2_predict(seg_bundle, tmp_path):
         case = ref.name[: -len(".nii.gz")]
         files = [seg_bundle["fold"]["images"] / f"{case}_000{c}.nii.gz" for c in (0, 1)]
         with torch.no_grad():
-            ours = ts(_monai_image(files))[0, 0].numpy().astype(np.uint8).transpose(2, 1, 0)
+            probs = ts(_monai_image(files))[0]
+        assert probs.shape[0] == 3 and torch.allclose(probs.sum(0), torch.ones(()), atol=1e-5)
+        ours = probs.argmax(0).numpy().astype(np.uint8).transpose(2, 1, 0)
         theirs, _ = _labels(ref)
         assert np.array_equal(ours, theirs), f"{case}: {(ours != theirs).mean():.2e} of voxels differ"
     with pytest.raises(Exception, match="trained number of channels"):
         ts(torch.zeros(1, 3, 20, 40, 40))
+
+
+@pytest.mark.slow
+def test_input_off_the_trained_spacing_comes_back_on_its_own_grid(seg_bundle, tmp_path):
+    """A case resampled to 0.8 x 0.8 x 2.4 mm (trained: the fixture's 1 x 1 x 3 mm): inference.json resamples it to
+    the trained spacing and maps the probabilities back, so the label map is on the input grid, close to
+    nnUNetv2_predict's (which resamples the image with splines and the logits linearly). Measured on this
+    fold: 96.1 % of voxels equal, foreground Dice 0.91 (all-background would give 81 %, Dice 0)."""
+    from nnunet_fold import PLANS, TRAINER, BIN
+
+    src = seg_bundle["fold"]["images"]
+    case = sorted(src.glob("*_0000.nii.gz"))[0].name[: -len("_0000.nii.gz")]
+    images = tmp_path / "images"
+    images.mkdir()
+    for ch in ("0000", "0001"):
+        img = sitk.ReadImage(str(src / f"{case}_{ch}.nii.gz"), sitk.sitkFloat32)
+        spacing = [s * 0.8 for s in img.GetSpacing()]
+        size = [int(round(n / 0.8)) for n in img.GetSize()]
+        out = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), spacing,
+                            img.GetDirection(), 0.0, sitk.sitkFloat32)
+        sitk.WriteImage(out, str(images / f"{case}_{ch}.nii.gz"))
+    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+          str(seg_bundle["bundle"] / "configs" / "inference.json"), "--dataset_dir", str(images),
+          "--output_dir", str(tmp_path / "bundle"), "--use_mirroring", "False"], cwd=tmp_path)
+    env = {**seg_bundle["fold"]["env"]}
+    proc = subprocess.run([str(BIN / "nnUNetv2_predict"), "-i", str(images), "-o", str(tmp_path / "nnunet"), "-d", "501",
+                           "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu", "-npp", "1",
+                           "-nps", "1", "--disable_tta"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours, geo = _labels(tmp_path / "bundle" / f"{case}.nii.gz")
+    theirs, ref_geo = _labels(tmp_path / "nnunet" / f"{case}.nii.gz")
+    ref_img = sitk.ReadImage(str(images / f"{case}_0000.nii.gz"))
+    assert ours.shape == theirs.shape == sitk.GetArrayViewFromImage(ref_img).shape and geo == ref_geo
+    assert set(np.unique(ours)) <= {0, 1, 2} and (ours > 0).any()
+    fg_dice = 2 * ((ours > 0) & (theirs > 0)).sum() / ((ours > 0).sum() + (theirs > 0).sum())
+    print(f"voxel agreement {(ours == theirs).mean():.4f}, foreground Dice {fg_dice:.4f}, "
+          f"foreground {(ours > 0).mean():.3f} vs {(theirs > 0).mean():.3f}")
+    assert (ours == theirs).mean() >= 0.93 and fg_dice >= 0.85, ((ours == theirs).mean(), fg_dice)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """HecMamba as a MONAI bundle (``bundles/hecmamba_petct_segmentation``).
 
-* :mod:`.network`: :class:`~.network.HecMambaBundleNet`, a MONAI-style network (``forward(image) -> labels``)
+* :mod:`.network`: :class:`~.network.HecMambaBundleNet`, a MONAI-style network (``forward(image) -> class probabilities``)
   around nnU-Net's own ``nnUNetPredictor`` (nnU-Net's preprocessing, sliding window and resampling back);
 * :mod:`.export`: a trained nnU-Net fold -> the bundle's ``models/`` (MONAI's ``convert_nnunet_to_monai_bundle``
   layout plus ``models/model.pt``, the file MONAI's ``CheckpointLoader`` and MONAI Deploy load);

@@ -1,4 +1,4 @@
-"""A trained HecMamba nnU-Net fold as a MONAI network: ``forward(image) -> label map``.
+"""A trained HecMamba nnU-Net fold as a MONAI network: ``forward(image) -> class probabilities``.
 
 MONAI's own wrapper (``monai.apps.nnunet.nnunet_bundle.ModelnnUNetWrapper``, MONAI 1.6.1) looks trainers up only
 inside ``nnunetv2`` and calls the pre-2.7 ``build_network_architecture`` signature, so it cannot rebuild a
@@ -91,8 +91,9 @@ class HecMambaBundleNet(torch.nn.Module):
 
     ``forward(image)``: ``image`` (B, C, W, H, D) float, MONAI's layout (``LoadImaged`` + ``EnsureChannelFirstd``
     of the CT and the PET resampled onto the CT grid); a ``MetaTensor`` affine gives the voxel spacing, a plain
-    tensor is taken to be at the trained spacing. Returns (B, 1, W, H, D) float labels (0 background, 1 GTVp,
-    2 GTVn) on the input grid, with the input's metadata.
+    tensor is taken to be at the trained spacing. Returns (B, K, W, H, D) float32 class probabilities (K = 3:
+    background, GTVp, GTVn) on the input grid, with the input's metadata; the bundle's postprocessing inverts
+    its ``Spacingd`` on them and takes the argmax.
     """
 
     def __init__(self, models_dir: str | Path, use_mirroring: bool = True, tile_step_size: float = 0.5,
@@ -148,10 +149,13 @@ class HecMambaBundleNet(torch.nn.Module):
         return self._predictor
 
     def predict_case(self, image_czyx: np.ndarray, spacing_zyx: list[float]) -> np.ndarray:
-        """One case in nnU-Net's own layout: (C, Z, Y, X) float32 array, spacing (z, y, x) mm -> (Z, Y, X) labels."""
+        """One case in nnU-Net's own layout: (C, Z, Y, X) float32 array, spacing (z, y, x) mm -> (K, Z, Y, X)
+        float32 class probabilities (nnU-Net's ``save_or_return_probabilities``; their argmax is its label map)."""
         pred = self.predictor()
-        return np.asarray(pred.predict_single_npy_array(input_image=image_czyx.astype(np.float32, copy=False),
-                                                        image_properties={"spacing": list(spacing_zyx)}))
+        _, probs = pred.predict_single_npy_array(input_image=image_czyx.astype(np.float32, copy=False),
+                                                 image_properties={"spacing": list(spacing_zyx)},
+                                                 save_or_return_probabilities=True)
+        return np.asarray(probs, dtype=np.float32)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         from monai.data import MetaTensor
@@ -169,7 +173,7 @@ class HecMambaBundleNet(torch.nn.Module):
         out = []
         for b in range(arr.shape[0]):
             # MONAI's (C, W, H, D) is SimpleITK's (C, Z, Y, X) transposed: nnU-Net runs in its reader's layout
-            seg = self.predict_case(np.ascontiguousarray(arr[b].transpose(0, 3, 2, 1)), spacings[b][::-1])
-            out.append(torch.from_numpy(seg.transpose(2, 1, 0).astype(np.float32))[None])
-        labels = torch.stack(out).to(image.device)
-        return MetaTensor(labels, meta=image.meta) if isinstance(image, MetaTensor) else labels
+            probs = self.predict_case(np.ascontiguousarray(arr[b].transpose(0, 3, 2, 1)), spacings[b][::-1])
+            out.append(torch.from_numpy(np.ascontiguousarray(probs.transpose(0, 3, 2, 1))))
+        probs = torch.stack(out).to(image.device)
+        return MetaTensor(probs, meta=image.meta) if isinstance(image, MetaTensor) else probs

@@ -5,8 +5,10 @@ already on the trained spacing (the bundle's ``Spacingd`` puts it there): axis t
 the non-zero box, per-channel normalisation with the plans' parameters (``CTNormalization``: clip to the
 training foreground's 0.5/99.5 percentiles, then its mean/std; ``ZScoreNormalization``: the image's own
 mean/std), centred zero padding to the patch, nnU-Net's tile steps, the Gaussian importance map, test-time
-mirroring over the trainer's allowed axes, float16 accumulation as nnU-Net does, argmax, the crop pasted back
-into background. The network is traced once at the patch size with the pure-PyTorch scan (a scripted chunk loop,
+mirroring over the trainer's allowed axes, float16 accumulation as nnU-Net does, softmax in float32, the crop
+pasted back into background (probability 1 for background outside it, as nnU-Net's
+``revert_cropping_on_probabilities``). The bundle's postprocessing takes the probabilities back to the input
+grid and takes the argmax. The network is traced once at the patch size with the pure-PyTorch scan (a scripted chunk loop,
 no numba, no CUDA extension), so ``torch.jit.load`` needs only PyTorch.
 
 Not covered (refused at export, the Python ``HecMambaBundleNet`` route still serves them): region-based
@@ -27,8 +29,9 @@ NORM_CODES = {"NoNormalization": 0, "CTNormalization": 1, "ZScoreNormalization":
 
 
 class NnUNetCaseInference(nn.Module):
-    """``forward(image) -> labels``: image (B, C, W, H, D) float32 in MONAI's layout (CT HU, PET SUV, on the
-    trained spacing); labels (B, 1, W, H, D) float32 (0 background, 1 GTVp, 2 GTVn), same grid.
+    """``forward(image) -> probabilities``: image (B, C, W, H, D) float32 in MONAI's layout (CT HU, PET SUV, on
+    the trained spacing); probabilities (B, K, W, H, D) float32 (K = 3: background, GTVp, GTVn), same grid; their
+    argmax is ``nnUNetv2_predict``'s label map.
 
     Args:
         network: the traced segmentation network, (1, C, *patch) -> (1, K, *patch) logits, nnU-Net's axes.
@@ -101,7 +104,7 @@ class NnUNetCaseInference(nn.Module):
         return pred
 
     def _case(self, data: Tensor) -> Tensor:
-        """(C, *spatial) in the network's axes -> (*spatial) int64 labels."""
+        """(C, *spatial) in the network's axes -> (K, *spatial) float32 probabilities."""
         shape = data.shape[1:]
         nonzero = (data != 0).any(0)
         lo: list[int] = []
@@ -139,9 +142,10 @@ class NnUNetCaseInference(nn.Module):
                     counts[s0:s0 + p0, s1:s1 + p1, s2:s2 + p2] += self.gaussian
         logits = logits / counts
         logits = logits[:, below[0]:below[0] + csize[0], below[1]:below[1] + csize[1], below[2]:below[2] + csize[2]]
-        labels = torch.zeros([shape[0], shape[1], shape[2]], dtype=torch.int64, device=data.device)
-        labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = logits.float().argmax(0)
-        return labels
+        probs = torch.zeros([self.num_classes, shape[0], shape[1], shape[2]], dtype=torch.float32, device=data.device)
+        probs[0] = 1.0
+        probs[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = torch.softmax(logits.float(), 0)
+        return probs
 
     def forward(self, image: Tensor) -> Tensor:
         if image.dim() != 5 or image.shape[1] != self.num_input_channels:
@@ -152,8 +156,8 @@ class NnUNetCaseInference(nn.Module):
         for b in range(image.shape[0]):
             x = image[b].permute(0, 3, 2, 1)  # MONAI (C, W, H, D) -> SimpleITK (C, Z, Y, X)
             x = x.permute(0, tf[0] + 1, tf[1] + 1, tf[2] + 1)
-            seg = self._case(x).permute(tb[0], tb[1], tb[2]).permute(2, 1, 0)
-            out.append(seg[None].to(torch.float32))
+            probs = self._case(x).permute(0, tb[0] + 1, tb[1] + 1, tb[2] + 1).permute(0, 3, 2, 1)
+            out.append(probs)
         return torch.stack(out)
 
 
