@@ -72,6 +72,7 @@ def test_rfs_early_stopping_fallback_is_logged_and_recorded(tiny_cohort, tmp_pat
         man = train_folds(tiny_cohort, tmp_path / "m", image_size=16, max_epochs=1, batch_size=2, n_folds=2,
                           freeze_backbone=True, progress=False, mode="clinical", inner_val_fraction=0.2)
     assert all(f["early_stopping"] == "outer_validation_fallback" for f in man["folds"])
+    assert all(f["downstream_fit"] == "in_sample" for f in man["folds"])  # no inner rows: said, not hidden
     assert "no inner early-stopping split" in caplog.text
     assert set(verify_integrity(tmp_path / "m")) >= {"manifest.json", "fold0/network.pt",
                                                      "fold0/survival_model.json", "fold1/clinical_encoder.json"}

@@ -61,6 +61,8 @@ def test_rfs_fusion_ranks_unseen_patients_well_above_chance(rfs_runs):
     """Fusion floor 0.60 on unseen patients (oracle C ~0.70). Measured test C over seeds 0-3 with
     ``/tmp``-style runs of this exact configuration: see docs/rfs.md "Quality floors"."""
     c, oracle = _shipped_c(rfs_runs, "fusion")
+    folds = json.loads((rfs_runs["root"] / "fusion" / "manifest.json").read_text())["folds"]
+    assert all(f["downstream_fit"] == "blend" and f["n_downstream"] < f["n_train"] for f in folds)
     assert oracle > 0.65
     assert c > 0.60, c  # a negated risk scores 1 - c < 0.40
 

@@ -112,6 +112,27 @@ def test_penalized_cox_sign_is_risk_and_sklearn_style():
     np.testing.assert_allclose(again.predict(X), est.predict(X))
 
 
+def test_blend_with_head_is_the_sum_of_both_z_scored_risks():
+    """The blended fold model equals z(ridge) + z(head) up to a constant, stays one linear model (the export
+    reads mean/scale/coef only), and survives to_dict/from_dict."""
+    from survival_head.rfs.survival_model import blend_with_head
+
+    rng = np.random.default_rng(3)
+    X = rng.gamma(2.0, size=(120, 6))  # ReLU-like, non-zero means: the constant must not matter
+    t_ev = rng.exponential(1000 / np.exp(X[:, 0] - X[:, 1]))
+    y = Surv.from_arrays(t_ev <= 900, np.minimum(t_ev, 900))
+    ridge = PenalizedCoxRisk(alphas=(1.0,)).fit(X, y)
+    w = np.array([0.0, -2.0, 0.5, 0.0, 0.0, 3.0])
+    blend = blend_with_head(ridge, w, X)
+    X_new = rng.gamma(2.0, size=(30, 6))
+    expected = ridge.predict(X_new) / ridge.predict(X).std() + (X_new @ w) / (X @ w).std()
+    diff = blend.predict(X_new) - expected
+    np.testing.assert_allclose(diff, diff[0], atol=1e-9)
+    assert not np.allclose(blend.coef_, ridge.coef_)  # the head really moved it
+    np.testing.assert_allclose(PenalizedCoxRisk.from_dict(blend.to_dict()).predict(X_new), blend.predict(X_new))
+    assert PenalizedCoxRisk.from_dict(blend.to_dict()).blend_ == blend.blend_ is not None
+
+
 def test_clinical_layout_has_fixed_width_and_unknown_for_unseen():
     import pandas as pd
 

@@ -30,7 +30,8 @@ class PenalizedCoxRisk(BaseEstimator):
     inner_folds : folds of the inner CV (stratified by event).
     random_state : seed of the inner split.
 
-    Fitted attributes: ``alpha_``, ``mean_``, ``scale_``, ``coef_`` (n_features,), ``inner_cindex_``.
+    Fitted attributes: ``alpha_``, ``mean_``, ``scale_``, ``coef_`` (n_features,), ``inner_cindex_``;
+    ``blend_`` (dict or None) when :func:`blend_with_head` folded a network head into ``coef_``.
     """
 
     def __init__(self, alphas: Sequence[float] = (1.0, 10.0, 100.0, 1000.0), inner_folds: int = 3,
@@ -53,6 +54,7 @@ class PenalizedCoxRisk(BaseEstimator):
             best = alphas[-1] if len(alphas) > 1 else alphas[0]
         self.alpha_ = float(best)
         self.mean_, self.scale_, self.coef_ = _fit_cox(X, event, time, self.alpha_)
+        self.blend_ = None
         return self
 
     def _inner_cv(self, X, event, time, alpha) -> float:
@@ -75,7 +77,8 @@ class PenalizedCoxRisk(BaseEstimator):
         return {"type": "PenalizedCoxRisk", "params": {"alphas": list(self.alphas), "inner_folds": self.inner_folds,
                 "random_state": self.random_state}, "alpha": self.alpha_, "mean": self.mean_.tolist(),
                 "scale": self.scale_.tolist(), "coef": self.coef_.tolist(),
-                "inner_cindex": {str(k): v for k, v in self.inner_cindex_.items()}}
+                "inner_cindex": {str(k): v for k, v in self.inner_cindex_.items()},
+                "blend": getattr(self, "blend_", None)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PenalizedCoxRisk":
@@ -83,7 +86,38 @@ class PenalizedCoxRisk(BaseEstimator):
         m.alpha_ = float(d["alpha"])
         m.mean_, m.scale_, m.coef_ = (np.asarray(d[k], float) for k in ("mean", "scale", "coef"))
         m.inner_cindex_ = {float(k): v for k, v in d.get("inner_cindex", {}).items()}
+        m.blend_ = d.get("blend")
         return m
+
+
+def blend_with_head(model: PenalizedCoxRisk, head_weight: np.ndarray, X_ref: np.ndarray) -> PenalizedCoxRisk:
+    """``model`` with the network's own linear Cox head averaged in: risk = z(ridge) + z(head).
+
+    Each term is z-scored by its standard deviation over ``X_ref`` (n, d), the fold's training features, so
+    the two vote equally whatever their scales. Both terms are linear in the features, so the result is one
+    linear model with the same ``mean_`` / ``scale_`` and a new ``coef_`` (the exported TorchScript reads
+    only those). Why (issue 15): a ridge-Cox fitted on the inner out-of-sample part alone has ~2-4 events
+    per fold at 40-80 patients; the head carries what the network learnt on the other 80 %. Measured in
+    ``benchmarks/exp_rfs_downstream_small_n.py`` (docs/rfs.md).
+
+    head_weight : (d,) weights of the network's ``risk_head`` (its bias does not change any ranking).
+    """
+    check_is_fitted(model, "coef_")
+    X_ref = np.asarray(X_ref, float)
+    w = np.asarray(head_weight, float).ravel()
+    sd_r = float(np.std(model.predict(X_ref)))
+    sd_h = float(np.std(X_ref @ w))
+    out = PenalizedCoxRisk(**model.get_params())
+    out.alpha_, out.mean_, out.scale_ = model.alpha_, model.mean_.copy(), model.scale_.copy()
+    out.inner_cindex_ = dict(model.inner_cindex_)
+    coef = np.zeros_like(model.coef_)
+    if sd_r > 1e-12:
+        coef += model.coef_ / sd_r
+    if sd_h > 1e-12:
+        coef += w * model.scale_ / sd_h  # (X - mean) / scale @ (w * scale) = X @ w - const
+    out.coef_ = coef
+    out.blend_ = {"ridge_sd": sd_r, "head_sd": sd_h}
+    return out
 
 
 def _unpack(y) -> tuple[np.ndarray, np.ndarray]:

@@ -30,11 +30,12 @@ from survival_head.rfs.data import LoadedCohort, load_patient_images
 from survival_head.rfs.ensemble import RiskEnsemble
 from survival_head.rfs.folds import inner_split, stratified_folds
 from survival_head.rfs.network import FusedFeatureExtractor, HeadOnly, backbone_features
-from survival_head.rfs.survival_model import PenalizedCoxRisk
+from survival_head.rfs.survival_model import PenalizedCoxRisk, blend_with_head
 from survival_head.rfs.training import TrainConfig, predict_risk, train_network
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+DOWNSTREAM_FITS = ("blend", "out_of_sample", "in_sample")
 
 
 def build_network(n_clinical: int | None = None, mode: str = "fusion", seed: int = 0, dropout: float = 0.3,
@@ -81,17 +82,18 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
                     feats: dict | None, clinical_set: str, dropout: float,
                     pretrain_clinical: bool = False, inner_val_fraction: float = 0.2,
                     modality_dropout: float = 0.0,
-                    downstream_fit: str = "out_of_sample") -> tuple[dict, np.ndarray, np.ndarray]:
+                    downstream_fit: str = "blend") -> tuple[dict, np.ndarray, np.ndarray]:
     """Fit encoder (training rows only), network, downstream model of fold ``k``; save them.
 
     The network's best epoch is chosen on an inner part (``inner_val_fraction``) of the fold's training
     patients, never on the fold's validation patients (whose C-index must stay unbiased).
     ``downstream_fit="out_of_sample"`` fits the ridge-Cox model (and its penalty) on the 128-d features of
-    that inner part, whose patients the network's weights never trained on; ``"in_sample"`` fits it on all
-    training patients' features (in-sample: the features of patients the network fitted are optimistic).
+    that inner part, whose patients the network's weights never trained on; ``"blend"`` (default) averages
+    that ridge-Cox with the network's own Cox head (both z-scored, :func:`blend_with_head`); ``"in_sample"``
+    fits it on all training patients' features (the features of patients the network fitted are optimistic).
     """
-    if downstream_fit not in ("out_of_sample", "in_sample"):
-        raise ValueError(f"downstream_fit must be 'out_of_sample' or 'in_sample', got {downstream_fit!r}")
+    if downstream_fit not in DOWNSTREAM_FITS:
+        raise ValueError(f"downstream_fit must be one of {DOWNSTREAM_FITS}, got {downstream_fit!r}")
     from survival_head.evaluation.survival_metrics import harrell_c
 
     enc = make_encoder(clinical_set).fit(data.cohort.clinical.reindex(fold["train"]))
@@ -114,9 +116,12 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
         _pretrain_clinical_branch(net, fit, stop, cfg, dropout, clinical_set)
     net, hist = train_network(net, fit, stop, cfg)
     f_tr, f_va = _fused(net, tr, cfg), _fused(net, va, cfg)
-    cox_ids = stop_ids if downstream_fit == "out_of_sample" and stop_ids else fold["train"]
+    cox_ids = stop_ids if downstream_fit != "in_sample" and stop_ids else fold["train"]
     f_cox = _fused(net, stop, cfg) if cox_ids is stop_ids else f_tr
     model = PenalizedCoxRisk(random_state=cfg.seed).fit(f_cox, data.outcome(cox_ids))
+    fitted = "in_sample" if cox_ids is not stop_ids else downstream_fit
+    if fitted == "blend":
+        model = blend_with_head(model, net.risk_head.weight.detach().cpu().numpy(), f_tr)
     r_tr, r_va = model.predict(f_tr), model.predict(f_va)
     c_val = harrell_c(data.outcome(fold["val"]), r_va)
     d = models_dir / f"fold{k}"
@@ -130,7 +135,7 @@ def _train_one_fold(k: int, fold: dict, data: LoadedCohort, cfg: TrainConfig, mo
             "val_ids": fold["val"], "val_cindex": c_val, "network_val_cindex": hist["best_val_cindex"],
             "best_epoch": hist["best_epoch"], "history": hist, "alpha": model.alpha_,
             "early_stopping": stopping, "n_early_stopping": len(stop["time"]),
-            "downstream_fit": "out_of_sample" if cox_ids is stop_ids else "in_sample", "n_downstream": len(cox_ids)}
+            "downstream_fit": fitted, "n_downstream": len(cox_ids)}
     log.info("fold %d: val C = %.3f (network %.3f, best epoch %d)", k, c_val, hist["best_val_cindex"],
              hist["best_epoch"])
     return info, r_tr, r_va
@@ -144,7 +149,7 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
                 clinical_set: str = D.clinical_set, dropout: float = D.dropout, weight_decay: float = D.weight_decay,
                 pretrain_clinical: bool = D.pretrain_clinical, inner_val_fraction: float = D.inner_val_fraction,
                 modality_dropout: float = D.modality_dropout, data: LoadedCohort | None = None,
-                downstream_fit: str = "out_of_sample") -> dict:
+                downstream_fit: str = "blend") -> dict:
     """Train the K-fold RFS ensemble on ``cohort_dir`` and write it to ``models_dir``; return the manifest.
 
     ``ids`` restricts training to these patients (e.g. the training part of a hold-out split).
@@ -155,7 +160,8 @@ def train_folds(cohort_dir: str | Path, models_dir: str | Path, image_size: int 
     ``modality_dropout``: per-sample probability of blanking one branch while training a fusion network.
     ``data``: the cohort already loaded at ``image_size`` (:func:`load_patient_images`), so that callers
     training several models on one cohort (the ablation) read and preprocess it once.
-    ``downstream_fit``: ``"out_of_sample"`` (ridge-Cox on the inner part's features) or ``"in_sample"``.
+    ``downstream_fit``: ``"blend"`` (ridge-Cox on the inner part's features averaged with the network's Cox
+    head), ``"out_of_sample"`` (that ridge-Cox alone) or ``"in_sample"`` (ridge-Cox on all training rows).
     """
     n_clinical = n_clinical_for(clinical_set)  # validates the name before any work
     models_dir = Path(models_dir)
